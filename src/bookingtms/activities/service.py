@@ -1,0 +1,95 @@
+"""Activities: what a venue sells, with its capacity, players range, price and schedule."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bookingtms.activities.schemas import ActivityCreate, ActivityUpdate
+from bookingtms.errors import Conflict, NotFound, ValidationFailed
+from bookingtms.http.pagination import page
+from bookingtms.models import activities, venues
+from bookingtms.sessions import service as sessions_service
+
+PUBLIC_FIELDS = ("id", "name", "description", "category", "difficulty", "duration_minutes", "capacity",
+                 "min_players", "max_players", "price_amount", "child_price_amount", "currency",
+                 "cancellation_policy")
+SESSION_SHAPING = {"schedule", "capacity", "duration_minutes", "price_amount", "currency", "is_active"}
+
+
+async def _venue_exists(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID) -> None:
+    found = (await db.execute(select(venues.c.id).where(
+        venues.c.organization_id == org_id, venues.c.id == venue_id, venues.c.status != "archived"))).first()
+    if found is None:
+        raise ValidationFailed("venue_id names no venue of this organization.", code="venue_not_found", field="venue_id")
+
+
+async def create_activity(db: AsyncConnection, org_id: uuid.UUID, data: ActivityCreate) -> dict[str, Any]:
+    await _venue_exists(db, org_id, data.venue_id)
+    values = data.model_dump(mode="json")
+    values["venue_id"] = data.venue_id
+    row = (await db.execute(insert(activities).values(organization_id=org_id, **values).returning(activities))).one()
+    if data.is_active:
+        await sessions_service.reconcile_schedule(db, org_id, row.id)
+    return await get_activity(db, org_id, row.id)
+
+
+async def get_activity(db: AsyncConnection, org_id: uuid.UUID, activity_id: uuid.UUID) -> dict[str, Any]:
+    row = (await db.execute(select(activities).where(
+        activities.c.organization_id == org_id, activities.c.id == activity_id, activities.c.archived_at.is_(None)))).first()
+    if row is None:
+        raise NotFound("No such activity.", code="activity_not_found")
+    return dict(row._mapping)
+
+
+async def list_activities(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID | None, limit: int,
+                          after: list | None) -> dict[str, Any]:
+    query = select(activities).where(activities.c.organization_id == org_id, activities.c.archived_at.is_(None))
+    if venue_id:
+        query = query.where(activities.c.venue_id == venue_id)
+    if after:
+        query = query.where(func.row(activities.c.name, activities.c.id) > func.row(after[0], uuid.UUID(after[1])))
+    rows = (await db.execute(query.order_by(activities.c.name, activities.c.id).limit(limit + 1))).all()
+    return page([dict(r._mapping) for r in rows], limit, lambda r: (r["name"], str(r["id"])))
+
+
+async def update_activity(db: AsyncConnection, org_id: uuid.UUID, activity_id: uuid.UUID,
+                          data: ActivityUpdate) -> dict[str, Any]:
+    current = (await db.execute(select(activities).where(
+        activities.c.organization_id == org_id, activities.c.id == activity_id,
+        activities.c.archived_at.is_(None)).with_for_update())).first()
+    if current is None:
+        raise NotFound("No such activity.", code="activity_not_found")
+    changes = {k: v for k, v in data.model_dump(mode="json", exclude_unset=True).items() if v is not None}
+    merged = {**current._mapping, **changes}
+    if not merged["min_players"] <= merged["max_players"] <= merged["capacity"]:
+        raise ValidationFailed("Need min_players <= max_players <= capacity.", field="max_players")
+    if changes:
+        await db.execute(update(activities).where(activities.c.organization_id == org_id,
+                                                  activities.c.id == activity_id).values(**changes))
+    if SESSION_SHAPING & changes.keys():
+        await sessions_service.reconcile_schedule(db, org_id, activity_id)
+    return await get_activity(db, org_id, activity_id)
+
+
+async def archive_activity(db: AsyncConnection, org_id: uuid.UUID, activity_id: uuid.UUID) -> None:
+    """Archived, not deleted: sessions with bookings stay; empty future sessions go."""
+    await get_activity(db, org_id, activity_id)
+    await db.execute(update(activities).where(activities.c.organization_id == org_id, activities.c.id == activity_id)
+                     .values(is_active=False, archived_at=func.now()))
+    await sessions_service.reconcile_schedule(db, org_id, activity_id)
+
+
+async def public_activities(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID) -> list[dict[str, Any]]:
+    rows = (await db.execute(select(*(activities.c[f] for f in PUBLIC_FIELDS)).where(
+        activities.c.organization_id == org_id, activities.c.venue_id == venue_id, activities.c.is_active,
+        activities.c.archived_at.is_(None)).order_by(activities.c.name))).all()
+    return [dict(r._mapping) for r in rows]
+
+
+def ensure_bookable(activity_active: bool) -> None:
+    if not activity_active:
+        raise Conflict("This activity is not taking bookings.", code="activity_unavailable")

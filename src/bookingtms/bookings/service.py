@@ -1,0 +1,244 @@
+"""Bookings: created from a hold (checkout) or by staff, cancelled by staff or the customer.
+Every capacity change goes through sessions.service.take_capacity / return_capacity."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bookingtms.customers import service as customers_service
+from bookingtms.customers.schemas import CustomerIn
+from bookingtms.errors import Conflict, NotFound, ValidationFailed
+from bookingtms.http.pagination import page
+from bookingtms.models import activities, activity_sessions, bookings, customers, promo_codes
+from bookingtms.notifications import service as notifications
+from bookingtms.payments import service as payments_service
+from bookingtms.sessions import service as sessions_service
+
+REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: easy to read out on the phone
+
+
+def new_reference() -> str:
+    chars = "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(10))
+    return f"{chars[:5]}-{chars[5:]}"
+
+
+_INSERT_BOOKING = text("""
+    INSERT INTO bookings (organization_id, venue_id, activity_id, session_id, customer_id, reservation_id,
+                          booking_reference, status, payment_status, source, booking_date, guest_count,
+                          unit_price_amount, subtotal_amount, promo_code, promo_discount, total_amount, currency,
+                          cancellation_policy, notes, created_by)
+    VALUES (:org, :venue, :activity, :session, :customer, :reservation, :reference, 'confirmed', 'unpaid', :source,
+            :booking_date, :guests, :unit_price, :subtotal, :promo_code, :discount, :total, :currency,
+            CAST(:policy AS jsonb), :notes, :created_by)
+    ON CONFLICT (organization_id, booking_reference) DO NOTHING
+    RETURNING id, booking_reference, status, guest_count, total_amount, currency
+""")
+
+_REDEEM_PROMO = text("""
+    UPDATE promo_codes SET times_redeemed = times_redeemed + 1
+     WHERE organization_id = :org AND code = :code AND is_active
+       AND (valid_from IS NULL OR valid_from <= now()) AND (valid_until IS NULL OR valid_until > now())
+       AND (max_redemptions IS NULL OR times_redeemed < max_redemptions)
+       AND (cardinality(activity_ids) = 0 OR :activity = ANY(activity_ids))
+       AND (discount_type = 'percent' OR currency IS NULL OR currency = :currency)
+    RETURNING discount_type, discount_value
+""")
+
+
+async def _redeem_promo(db: AsyncConnection, org_id: uuid.UUID, code: str, session, subtotal: int) -> int:
+    """Redeems one use of the code in one conditional UPDATE (no race can overspend it) and
+    returns the discount in minor units."""
+    row = (await db.execute(_REDEEM_PROMO, {"org": org_id, "code": code.strip().upper(),
+                                            "activity": session.activity_id, "currency": session.currency})).first()
+    if row is None:
+        raise ValidationFailed("This promo code is not valid for this booking.", code="promo_code_invalid",
+                               field="promo_code")
+    if row.discount_type == "percent":
+        return subtotal * row.discount_value // 100
+    return min(subtotal, row.discount_value)
+
+
+async def create_booking(db: AsyncConnection, org_id: uuid.UUID, session, *, guests: int, customer: CustomerIn,
+                         source: str, reservation_id: uuid.UUID | None = None, created_by: uuid.UUID | None = None,
+                         notes: str | None = None, promo_code: str | None = None) -> dict[str, Any]:
+    """Writes a confirmed booking whose capacity has already been taken. Totals come from the
+    session's price, never from the client."""
+    import json
+
+    subtotal = session.price_at_generation * guests
+    discount = await _redeem_promo(db, org_id, promo_code, session, subtotal) if promo_code else 0
+    total = subtotal - discount
+    customer_id = await customers_service.record_booking(db, org_id, customer, total)
+    params = {
+        "org": org_id, "venue": session.venue_id, "activity": session.activity_id, "session": session.id,
+        "customer": customer_id, "reservation": reservation_id, "source": source, "booking_date": session.local_date,
+        "guests": guests, "unit_price": session.price_at_generation, "subtotal": subtotal,
+        "promo_code": promo_code.strip().upper() if promo_code else None, "discount": discount, "total": total,
+        "currency": session.currency, "policy": json.dumps(session.cancellation_policy), "notes": notes,
+        "created_by": created_by,
+    }
+    for _ in range(5):  # a reference already used in this organization is simply drawn again
+        booking = (await db.execute(_INSERT_BOOKING, {**params, "reference": new_reference()})).first()
+        if booking is not None:
+            break
+    else:  # pragma: no cover - 32^10 references make five collisions in a row unthinkable
+        raise Conflict("Could not allocate a booking reference; please retry.", code="retry")
+    payment = await payments_service.record_offline_charge(db, org_id, booking.id, total, session.currency)
+    await notifications.enqueue(db, org_id, "booking_confirmation", customer.email, {
+        "booking_id": str(booking.id), "reference": booking.booking_reference, "activity": session.activity_name,
+        "venue": session.venue_name, "start_time": session.start_time.isoformat(), "timezone": session.timezone,
+        "guests": guests, "total_amount": total, "currency": session.currency,
+        "first_name": customer.first_name})
+    return {"booking": {"id": booking.id, "reference": booking.booking_reference, "status": booking.status,
+                        "guest_count": booking.guest_count, "total_amount": booking.total_amount,
+                        "currency": booking.currency},
+            "payment": payment}
+
+
+async def staff_booking(db: AsyncConnection, org_id: uuid.UUID, user_id: uuid.UUID, session_id: uuid.UUID,
+                        guests: int, customer: CustomerIn, notes: str | None) -> dict[str, Any]:
+    session = await sessions_service.bookable_session(db, org_id, session_id)
+    sessions_service.check_party_size(session, guests, "guest_count")
+    await sessions_service.take_capacity(db, org_id, session, guests)
+    result = await create_booking(db, org_id, session, guests=guests, customer=customer, source="staff",
+                                  created_by=user_id, notes=notes)
+    return await get_booking(db, org_id, result["booking"]["id"])
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+def _detail_query():
+    b, c, s, a = bookings.c, customers.c, activity_sessions.c, activities.c
+    return (
+        select(bookings, c.email.label("customer_email"), c.first_name.label("customer_first_name"),
+               c.last_name.label("customer_last_name"), c.phone.label("customer_phone"),
+               s.start_time, s.end_time, a.name.label("activity_name"))
+        .join_from(bookings, customers, and_(c.organization_id == b.organization_id, c.id == b.customer_id))
+        .join(activity_sessions, and_(s.organization_id == b.organization_id, s.id == b.session_id))
+        .join(activities, and_(a.organization_id == b.organization_id, a.id == b.activity_id))
+    )
+
+
+async def get_booking(db: AsyncConnection, org_id: uuid.UUID, booking_id: uuid.UUID) -> dict[str, Any]:
+    row = (await db.execute(_detail_query().where(bookings.c.organization_id == org_id,
+                                                  bookings.c.id == booking_id))).first()
+    if row is None:
+        raise NotFound("No such booking.", code="booking_not_found")
+    return dict(row._mapping)
+
+
+async def get_by_reference(db: AsyncConnection, org_id: uuid.UUID, reference: str,
+                           email: str | None = None) -> dict[str, Any]:
+    query = _detail_query().where(bookings.c.organization_id == org_id,
+                                  bookings.c.booking_reference == reference.strip().upper())
+    if email is not None:
+        query = query.where(customers.c.email == email.strip().lower())
+    row = (await db.execute(query)).first()
+    if row is None:
+        raise NotFound("No booking has this reference" + (" and email." if email is not None else "."),
+                       code="booking_not_found")
+    return dict(row._mapping)
+
+
+async def list_bookings(db: AsyncConnection, org_id: uuid.UUID, *, date_from, date_to, status: str | None,
+                        venue_id: uuid.UUID | None, activity_id: uuid.UUID | None, q: str | None, limit: int,
+                        after: list | None) -> dict[str, Any]:
+    b, c = bookings.c, customers.c
+    query = _detail_query().where(b.organization_id == org_id)
+    if date_from:
+        query = query.where(b.booking_date >= date_from)
+    if date_to:
+        query = query.where(b.booking_date <= date_to)
+    if status:
+        query = query.where(b.status == status)
+    if venue_id:
+        query = query.where(b.venue_id == venue_id)
+    if activity_id:
+        query = query.where(b.activity_id == activity_id)
+    if q:
+        term = q.strip()
+        like = f"%{term.lower()}%"
+        query = query.where(or_(b.booking_reference == term.upper(), c.email.like(like),
+                                func.lower(c.first_name + " " + c.last_name).like(like)))
+    if after:
+        query = query.where(func.row(b.created_at, b.id) < func.row(datetime.fromisoformat(after[0]), uuid.UUID(after[1])))
+    rows = (await db.execute(query.order_by(b.created_at.desc(), b.id.desc()).limit(limit + 1))).all()
+    return page([dict(r._mapping) for r in rows], limit, lambda r: (r["created_at"].isoformat(), str(r["id"])))
+
+
+# --------------------------------------------------------------------------------------------
+# Cancelling and checking in
+# --------------------------------------------------------------------------------------------
+def refund_percent(policy: dict, start_time: datetime, mode: str, now: datetime) -> int:
+    """`policy`: the activity's policy as agreed at booking: a full refund up to
+    `full_refund_hours` before the start, none after. Staff may override with full/none."""
+    if mode == "full":
+        return 100
+    if mode == "none":
+        return 0
+    hours_before = (start_time - now).total_seconds() / 3600
+    return 100 if hours_before >= float(policy.get("full_refund_hours", 24)) else 0
+
+
+async def cancel_booking(db: AsyncConnection, org_id: uuid.UUID, booking_id: uuid.UUID, *, cancelled_by: str,
+                         refund: str = "policy", reason: str | None = None,
+                         forbid_after_start: bool = False) -> dict[str, Any]:
+    """Cancels once: the row lock makes a concurrent second cancel see the first's result."""
+    b, s = bookings.c, activity_sessions.c
+    row = (await db.execute(
+        select(b.id, b.status, b.session_id, b.customer_id, b.guest_count, b.total_amount, b.payment_status,
+               b.cancellation_policy, b.booking_reference, b.currency, s.start_time, customers.c.email)
+        .join_from(bookings, activity_sessions, and_(s.organization_id == b.organization_id, s.id == b.session_id))
+        .join(customers, and_(customers.c.organization_id == b.organization_id, customers.c.id == b.customer_id))
+        .where(b.organization_id == org_id, b.id == booking_id).with_for_update(of=bookings)
+    )).first()
+    if row is None:
+        raise NotFound("No such booking.", code="booking_not_found")
+    if row.status == "cancelled":
+        raise Conflict("This booking is already cancelled.", code="already_cancelled")
+    now = datetime.now(timezone.utc)
+    if forbid_after_start and row.start_time <= now:
+        raise Conflict("The session has started; ask the venue.", code="session_started")
+    percent = refund_percent(row.cancellation_policy, row.start_time, refund, now)
+    paid = row.total_amount if row.payment_status == "paid" else 0
+    refund_amount = paid * percent // 100
+    policy = {**row.cancellation_policy, "applied": {
+        "mode": refund, "refund_percent": percent, "cancelled_at": now.isoformat(),
+        "hours_before_start": round((row.start_time - now).total_seconds() / 3600, 2)}}
+    payment_status = row.payment_status
+    if refund_amount:
+        payment_status = "refunded" if refund_amount == paid else "partially_refunded"
+    await db.execute(update(bookings).where(b.organization_id == org_id, b.id == booking_id).values(
+        status="cancelled", cancelled_at=func.now(), cancel_reason=reason, cancelled_by=cancelled_by,
+        refund_amount=refund_amount, cancellation_policy=policy, payment_status=payment_status))
+    await sessions_service.return_capacity(db, org_id, row.session_id, row.guest_count)
+    await customers_service.record_cancellation(db, org_id, row.customer_id, row.total_amount)
+    await payments_service.void_pending(db, org_id, booking_id)
+    await notifications.enqueue(db, org_id, "booking_cancellation", row.email, {
+        "booking_id": str(booking_id), "reference": row.booking_reference, "refund_amount": refund_amount,
+        "currency": row.currency, "refund_percent": percent})
+    return await get_booking(db, org_id, booking_id)
+
+
+async def check_in(db: AsyncConnection, org_id: uuid.UUID, booking_id: uuid.UUID) -> dict[str, Any]:
+    booking = await get_booking(db, org_id, booking_id)
+    if booking["status"] != "confirmed":
+        raise Conflict(f"A {booking['status']} booking cannot be checked in.", code="not_checkin_able")
+    done = (await db.execute(update(bookings).where(
+        bookings.c.organization_id == org_id, bookings.c.id == booking_id, bookings.c.checked_in_at.is_(None)
+    ).values(checked_in_at=func.now()).returning(bookings.c.id))).first()
+    if done is None:
+        raise Conflict("This booking is already checked in.", code="already_checked_in")
+    return await get_booking(db, org_id, booking_id)
+
+
+async def organizations_for_reference(db: AsyncConnection, reference: str) -> list[uuid.UUID]:
+    return list((await db.execute(text("SELECT organizations_by_booking_reference(:r)"),
+                                  {"r": reference.strip().upper()})).scalars())

@@ -1,0 +1,142 @@
+"""The command line: serve, migrate, worker, create-admin, demo, doctor, permissions."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from bookingtms.config import get_settings
+
+
+def _prepare(migrate: bool = True):
+    """Embedded servers if nothing is configured, then migrations."""
+    from bookingtms.db.embedded import ensure_servers
+    from bookingtms.db.migrate import run_migrations
+
+    settings = ensure_servers(get_settings())
+    if migrate:
+        print("migrating database ...", flush=True)
+        run_migrations(settings)
+    return settings
+
+
+def _run(coro):
+    from bookingtms.db.engine import dispose_engine
+
+    async def main():
+        try:
+            return await coro
+        finally:
+            await dispose_engine()
+
+    return asyncio.run(main())
+
+
+def _print_demo(info: dict, base: str) -> None:
+    print(f"  widget:        {base}/widget/{info['embed_key']}")
+    print(f"  public API:    {base}/v1/public/venues/{info['embed_key']}/availability")
+    print(f"  staff login:   {info['owner_email']} / {info['owner_password']}")
+    print(f"  platform login:{info['admin_email']} / {info['admin_password']}")
+
+
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    settings = _prepare()
+    base = f"http://{args.host}:{args.port}"
+    if args.demo:
+        from bookingtms.demo import ensure_demo
+
+        print("demo data:")
+        _print_demo(_run(ensure_demo()), base)
+    print(f"BookingTMS serving on {base}")
+    print(f"  API docs:      {base}/docs")
+    print(f"  OpenAPI:       {base}/openapi.json")
+    print(f"  health:        {base}/healthz  {base}/readyz", flush=True)
+    uvicorn.run("bookingtms.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
+                loop="uvloop", http="httptools", access_log=False, log_level="warning")
+    return 0
+
+
+def cmd_migrate(args) -> int:
+    _prepare()
+    print("database is up to date")
+    return 0
+
+
+def cmd_worker(args) -> int:
+    from bookingtms import worker
+    from bookingtms.logs import configure_logging
+
+    settings = _prepare()
+    configure_logging(settings.log_level)
+    print("worker running; Ctrl-C stops it", flush=True)
+    try:
+        _run(worker.run_forever(settings.job_interval_seconds, asyncio.Event()))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_create_admin(args) -> int:
+    from bookingtms.auth.service import create_platform_admin
+    from bookingtms.errors import AppError
+
+    _prepare()
+    try:
+        user_id = _run(create_platform_admin(args.email, args.password, args.full_name))
+    except AppError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return 2
+    print(f"created system-admin {args.email} ({user_id})")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from bookingtms.demo import ensure_demo
+
+    settings = _prepare()
+    _print_demo(_run(ensure_demo()), settings.base_url)
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from bookingtms.doctor import run_doctor
+
+    settings = _prepare(migrate=False)
+    return 1 if run_doctor(settings) else 0
+
+
+def cmd_permissions(args) -> int:
+    from bookingtms.auth.permissions import matrix_markdown
+
+    print(matrix_markdown())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bookingtms", description="BookingTMS booking platform")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="migrate, then serve the API and run background jobs")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--demo", action="store_true", help="create the demo organization first")
+    serve.set_defaults(func=cmd_serve)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    sub.add_parser("worker", help="run the background jobs alone").set_defaults(func=cmd_worker)
+    admin = sub.add_parser("create-admin", help="create a platform (system) admin")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--password", required=True)
+    admin.add_argument("--full-name", default="")
+    admin.set_defaults(func=cmd_create_admin)
+    sub.add_parser("demo", help="create the demo organization").set_defaults(func=cmd_demo)
+    sub.add_parser("doctor", help="check the capacity invariant; non-zero exit on a breach").set_defaults(func=cmd_doctor)
+    sub.add_parser("permissions", help="print the role/permission matrix").set_defaults(func=cmd_permissions)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

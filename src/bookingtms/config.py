@@ -1,0 +1,52 @@
+"""Settings from the environment (and a `.env` file). Imports no project code."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    database_read_url: str | None = Field(default=None, alias="DATABASE_READ_URL")
+    redis_url: str | None = Field(default=None, alias="REDIS_URL")
+    data_dir: Path = Field(default=Path("./var"), alias="BOOKINGTMS_DATA_DIR")
+    secret_key: str | None = Field(default=None, alias="BOOKINGTMS_SECRET_KEY")
+    reservation_ttl_seconds: int = Field(default=300, alias="BOOKINGTMS_RESERVATION_TTL_SECONDS", gt=0)
+    base_url: str = Field(default="http://127.0.0.1:8000", alias="BOOKINGTMS_BASE_URL")
+    trusted_proxies: str = Field(default="", alias="BOOKINGTMS_TRUSTED_PROXIES")
+    rate_limits: bool = Field(default=True, alias="BOOKINGTMS_RATE_LIMITS")
+    # How often the in-process job loop wakes; tests shorten it.
+    job_interval_seconds: float = Field(default=5.0, alias="BOOKINGTMS_JOB_INTERVAL_SECONDS", gt=0)
+    # How far ahead sessions are kept generated.
+    session_horizon_days: int = Field(default=60, alias="BOOKINGTMS_SESSION_HORIZON_DAYS", gt=0)
+    db_pool_size: int = Field(default=10, alias="BOOKINGTMS_DB_POOL_SIZE", gt=0)
+    db_max_overflow: int = Field(default=10, alias="BOOKINGTMS_DB_MAX_OVERFLOW", ge=0)
+    log_level: str = Field(default="INFO", alias="BOOKINGTMS_LOG_LEVEL")
+
+    # Name of the login role the application uses; migrations create it.
+    app_db_role: str = "bookingtms_app"
+    access_token_ttl_seconds: int = 3600
+
+    def resolved_secret_key(self) -> str:
+        """The signing secret: from the environment, else generated once into the data dir."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        self.secret_key = path.read_text().strip()
+        return self.secret_key
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

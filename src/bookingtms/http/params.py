@@ -1,0 +1,37 @@
+"""Query parameters shared by routers: time windows given as dates (in a venue's zone) or
+RFC 3339 instants."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from bookingtms.errors import ValidationFailed
+
+
+def parse_instant(value: str | None, field: str, zone: ZoneInfo) -> datetime | None:
+    """'2026-05-01' is local midnight in `zone`; a datetime without offset is local too."""
+    if value is None or value == "":
+        return None
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), time(), tzinfo=zone)
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationFailed(f"'{field}' must be a date (YYYY-MM-DD) or an RFC 3339 time.", field=field) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)
+
+
+def window(start: str | None, end: str | None, zone: ZoneInfo = ZoneInfo("UTC"), *, default_days: int = 14,
+           max_days: int = 92) -> tuple[datetime, datetime]:
+    """[from, to) with defaults (now, +default_days); a 'to' given as a date includes that day."""
+    begin = parse_instant(start, "from", zone) or datetime.now(timezone.utc)
+    finish = parse_instant(end, "to", zone)
+    if finish is not None and end and len(end) == 10:
+        finish += timedelta(days=1)
+    finish = finish or begin + timedelta(days=default_days)
+    if finish <= begin:
+        raise ValidationFailed("'to' must be after 'from'.", field="to")
+    if finish - begin > timedelta(days=max_days):
+        raise ValidationFailed(f"The window may span at most {max_days} days.", field="to")
+    return begin, finish

@@ -1,0 +1,38 @@
+"""The widget's context: a venue found by its embed key, and its organization."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import text
+
+from bookingtms.db.engine import DbContext, get_engine
+from bookingtms.errors import Forbidden, NotFound
+
+
+@dataclass(frozen=True)
+class PublicVenue:
+    organization_id: uuid.UUID
+    venue_id: uuid.UUID
+    embed_key: str
+
+    def db_context(self) -> DbContext:
+        return DbContext(organization_id=self.organization_id)
+
+    @property
+    def scope(self) -> str:
+        return f"venue:{self.venue_id}"
+
+
+async def public_venue(embed_key: str) -> PublicVenue:
+    """Dependency for /v1/public/venues/{embed_key}/...: unknown or inactive keys are 404."""
+    if not (16 <= len(embed_key) <= 64):
+        raise NotFound("No venue has this embed key.", code="venue_not_found")
+    async with get_engine().connect() as conn:
+        row = (await conn.execute(text("SELECT * FROM venue_by_embed_key(:k)"), {"k": embed_key})).first()
+    if row is None:
+        raise NotFound("No venue has this embed key.", code="venue_not_found")
+    if row.organization_status != "active":
+        raise Forbidden("This business is not taking bookings at the moment.", code="organization_suspended")
+    return PublicVenue(organization_id=row.organization_id, venue_id=row.venue_id, embed_key=embed_key)

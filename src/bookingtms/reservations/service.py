@@ -1,0 +1,101 @@
+"""Holds: a customer's spots kept for a short time while they check out."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import and_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bookingtms.bookings import service as bookings_service
+from bookingtms.errors import Conflict, NotFound, ReservationExpired
+from bookingtms.models import activity_sessions, slot_reservations
+from bookingtms.reservations.schemas import Checkout, HoldCreate
+from bookingtms.sessions import service as sessions_service
+
+_INSERT_HOLD = text("""
+    INSERT INTO slot_reservations (organization_id, session_id, customer_email, spots_reserved, expires_at)
+    VALUES (:org, :session, :email, :spots, now() + make_interval(secs => :ttl))
+    RETURNING id, session_id, spots_reserved, expires_at
+""")
+
+# Expired holds give their spots back: one statement marks them and returns capacity per session.
+_EXPIRE_DUE = text("""
+    WITH due AS (
+      SELECT id FROM slot_reservations
+       WHERE organization_id = :org AND status = 'held' AND expires_at <= now()
+       ORDER BY expires_at LIMIT :batch
+       FOR UPDATE SKIP LOCKED
+    ), expired AS (
+      UPDATE slot_reservations r SET status = 'expired'
+        FROM due WHERE r.organization_id = :org AND r.id = due.id
+      RETURNING r.session_id, r.spots_reserved
+    ), per_session AS (
+      SELECT session_id, sum(spots_reserved)::int AS spots FROM expired GROUP BY session_id
+    )
+    UPDATE activity_sessions s
+       SET capacity_remaining = s.capacity_remaining + per_session.spots, version = s.version + 1
+      FROM per_session WHERE s.organization_id = :org AND s.id = per_session.session_id
+    RETURNING per_session.spots
+""")
+
+
+async def hold(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID, data: HoldCreate,
+               ttl_seconds: int) -> dict[str, Any]:
+    session = await sessions_service.bookable_session(db, org_id, data.session_id, venue_id)
+    sessions_service.check_party_size(session, data.spots, "spots")
+    await sessions_service.take_capacity(db, org_id, session, data.spots)
+    row = (await db.execute(_INSERT_HOLD, {"org": org_id, "session": session.id, "email": data.customer_email,
+                                           "spots": data.spots, "ttl": ttl_seconds})).one()
+    return {"reservation_id": row.id, "session_id": row.session_id, "spots": row.spots_reserved,
+            "expires_at": row.expires_at}
+
+
+async def _locked(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID, reservation_id: uuid.UUID):
+    r, s = slot_reservations.c, activity_sessions.c
+    row = (await db.execute(
+        select(r.id, r.session_id, r.spots_reserved, r.status, r.booking_id, s.venue_id,
+               (r.expires_at <= text("now()")).label("lapsed"))
+        .join_from(slot_reservations, activity_sessions, and_(s.organization_id == r.organization_id, s.id == r.session_id))
+        .where(r.organization_id == org_id, r.id == reservation_id).with_for_update(of=slot_reservations)
+    )).first()
+    if row is None or row.venue_id != venue_id:
+        raise NotFound("No such reservation.", code="reservation_not_found")
+    return row
+
+
+async def release(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID, reservation_id: uuid.UUID) -> None:
+    """Gives the spots back at once. Releasing twice, or after expiry, changes nothing."""
+    row = await _locked(db, org_id, venue_id, reservation_id)
+    if row.status == "converted":
+        raise Conflict("This reservation is already a booking; cancel the booking instead.", code="reservation_converted")
+    if row.status != "held":
+        return
+    await db.execute(update(slot_reservations).where(slot_reservations.c.organization_id == org_id,
+                                                     slot_reservations.c.id == reservation_id).values(status="released"))
+    await sessions_service.return_capacity(db, org_id, row.session_id, row.spots_reserved)
+
+
+async def checkout(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID, reservation_id: uuid.UUID,
+                   data: Checkout) -> dict[str, Any]:
+    """Turns a live hold into a confirmed booking in this one transaction; its capacity moves
+    from the hold to the booking without ever being free in between."""
+    row = await _locked(db, org_id, venue_id, reservation_id)
+    if row.status == "converted":
+        raise Conflict("This reservation has already been checked out.", code="reservation_converted")
+    if row.status != "held" or row.lapsed:
+        raise ReservationExpired("The hold on these spots has ended; please choose again.")
+    session = await sessions_service.bookable_session(db, org_id, row.session_id)
+    result = await bookings_service.create_booking(db, org_id, session, guests=row.spots_reserved,
+                                                   customer=data.customer, source="widget",
+                                                   reservation_id=reservation_id, promo_code=data.promo_code)
+    await db.execute(update(slot_reservations).where(
+        slot_reservations.c.organization_id == org_id, slot_reservations.c.id == reservation_id
+    ).values(status="converted", booking_id=result["booking"]["id"]))
+    return result
+
+
+async def expire_due(db: AsyncConnection, org_id: uuid.UUID, batch: int = 500) -> int:
+    """Job step: expires this organization's lapsed holds; returns the spots given back."""
+    return sum((await db.execute(_EXPIRE_DUE, {"org": org_id, "batch": batch})).scalars())

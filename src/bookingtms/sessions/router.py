@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import uuid
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+
+from bookingtms.db.engine import tenant_transaction
+from bookingtms.errors import PreconditionFailed, PreconditionRequired
+from bookingtms.http.pagination import PageParams
+from bookingtms.http.params import window
+from bookingtms.http.principal import Principal, require
+from bookingtms.http.public import PublicVenue, public_venue
+from bookingtms.http.responses import OrjsonResponse
+from bookingtms.sessions import service
+from bookingtms.sessions.schemas import SessionEdit
+from bookingtms.venues.service import get_venue
+
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+public_router = APIRouter(prefix="/v1/public/venues", tags=["public"])
+
+
+def _etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def _parse_if_match(value: str | None) -> int:
+    if value is None:
+        raise PreconditionRequired("Send If-Match with the session's ETag to change it.")
+    tag = value.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit():
+        raise PreconditionFailed("If-Match does not hold a version this API gave out.")
+    return int(tag)
+
+
+@router.get("")
+async def list_sessions(activity_id: uuid.UUID | None = None, venue_id: uuid.UUID | None = None,
+                        start: str | None = Query(None, alias="from"), end: str | None = Query(None, alias="to"),
+                        available: bool | None = None, paging: PageParams = Depends(),
+                        p: Principal = Depends(require("sessions.view"))):
+    begin, finish = window(start, end, max_days=366) if (start or end) else (None, None)
+    async with tenant_transaction(p.db_context()) as db:
+        return await service.list_sessions(db, p.organization_id, activity_id=activity_id, venue_id=venue_id,
+                                           start=begin, end=finish, available=available,
+                                           limit=paging.limit, after=paging.after)
+
+
+@router.get("/{session_id}")
+async def get_session(session_id: uuid.UUID, p: Principal = Depends(require("sessions.view"))):
+    async with tenant_transaction(p.db_context()) as db:
+        session = await service.get_session(db, p.organization_id, session_id)
+    return OrjsonResponse(session, headers={"ETag": _etag(session["version"])})
+
+
+@router.patch("/{session_id}")
+async def edit_session(session_id: uuid.UUID, body: SessionEdit, if_match: str | None = Header(None),
+                       p: Principal = Depends(require("sessions.manage"))):
+    expected = _parse_if_match(if_match)
+    async with tenant_transaction(p.db_context()) as db:
+        session = await service.edit_session(db, p.organization_id, session_id, expected, body.capacity_total,
+                                             body.is_closed)
+    return OrjsonResponse(session, headers={"ETag": _etag(session["version"])})
+
+
+@public_router.get("/{embed_key}/availability")
+async def public_availability(activity_id: uuid.UUID | None = None, start: str | None = Query(None, alias="from"),
+                              end: str | None = Query(None, alias="to"), available: bool = False,
+                              v: PublicVenue = Depends(public_venue)):
+    async with tenant_transaction(v.db_context()) as db:
+        venue = await get_venue(db, v.organization_id, v.venue_id)
+        begin, finish = window(start, end, ZoneInfo(venue["timezone"]))
+        sessions = await service.availability(db, v.organization_id, v.venue_id, activity_id=activity_id,
+                                              start=begin, end=finish, only_available=available)
+    return OrjsonResponse({"sessions": sessions})

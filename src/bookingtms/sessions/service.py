@@ -1,0 +1,288 @@
+"""Sessions: the time slots of an activity, each with its own capacity.
+
+Capacity invariant (DESIGN.md): capacity_remaining = capacity_total - spots of 'held'
+reservations - guests of non-cancelled bookings. So a session whose remaining equals its total
+has no live hold or booking, and only such sessions are ever changed by a schedule edit."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import bindparam, func, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, TIMESTAMP
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bookingtms.activities.schedule import Schedule, expand
+from bookingtms.config import get_settings
+from bookingtms.errors import Conflict, NotFound, PreconditionFailed
+from bookingtms.http.pagination import page
+from bookingtms.models import activities, activity_sessions, venues
+
+SESSION_FIELDS = ("id", "activity_id", "venue_id", "start_time", "end_time", "capacity_total",
+                  "capacity_remaining", "price_at_generation", "currency", "is_closed", "version")
+
+_INSERT_SESSIONS = text("""
+    INSERT INTO activity_sessions (organization_id, activity_id, venue_id, start_time, end_time,
+                                   capacity_total, capacity_remaining, price_at_generation, currency)
+    SELECT :org, :activity, :venue, t, t + make_interval(mins => :duration), :capacity, :capacity, :price, :currency
+      FROM unnest(:starts) AS t
+    ON CONFLICT (organization_id, activity_id, start_time) DO NOTHING
+    RETURNING 1
+""").bindparams(bindparam("starts", type_=ARRAY(TIMESTAMP(timezone=True))))
+
+# Future sessions the current schedule no longer has, and that nobody holds or booked: deleted
+# when nothing ever referred to them, else closed (their history stays).
+_DROP_UNSCHEDULED = text("""
+    WITH gone AS (
+      SELECT s.id, EXISTS (SELECT 1 FROM slot_reservations r WHERE r.organization_id = s.organization_id AND r.session_id = s.id)
+                OR EXISTS (SELECT 1 FROM bookings b WHERE b.organization_id = s.organization_id AND b.session_id = s.id) AS referenced
+        FROM activity_sessions s
+       WHERE s.organization_id = :org AND s.activity_id = :activity AND s.start_time > now()
+         AND s.capacity_remaining = s.capacity_total AND NOT (s.start_time = ANY(:starts))
+         FOR UPDATE OF s
+    ), deleted AS (
+      DELETE FROM activity_sessions s USING gone
+       WHERE s.organization_id = :org AND s.id = gone.id AND NOT gone.referenced
+      RETURNING s.id
+    )
+    UPDATE activity_sessions s SET is_closed = true, version = s.version + 1
+      FROM gone WHERE s.organization_id = :org AND s.id = gone.id AND gone.referenced AND NOT s.is_closed
+""").bindparams(bindparam("starts", type_=ARRAY(TIMESTAMP(timezone=True))))
+
+# Untouched future sessions follow the activity's current capacity, price and duration.
+_REFRESH_UNTOUCHED = text("""
+    UPDATE activity_sessions s
+       SET capacity_total = :capacity, capacity_remaining = :capacity, price_at_generation = :price,
+           currency = :currency, end_time = s.start_time + make_interval(mins => :duration), version = s.version + 1
+     WHERE s.organization_id = :org AND s.activity_id = :activity AND s.start_time > now()
+       AND s.capacity_remaining = s.capacity_total
+       AND (s.capacity_total, s.price_at_generation, s.currency, s.end_time)
+           IS DISTINCT FROM (:capacity, :price, CAST(:currency AS char(3)), s.start_time + make_interval(mins => :duration))
+""")
+
+
+async def _activity_with_zone(db: AsyncConnection, org_id: uuid.UUID, activity_id: uuid.UUID):
+    row = (await db.execute(
+        select(activities, venues.c.timezone)
+        .join(venues, (venues.c.organization_id == activities.c.organization_id) & (venues.c.id == activities.c.venue_id))
+        .where(activities.c.organization_id == org_id, activities.c.id == activity_id)
+    )).first()
+    if row is None:
+        raise NotFound("No such activity.", code="activity_not_found")
+    return row
+
+
+def _future_starts(activity, first_day: date, last_day: date) -> list[datetime]:
+    now = datetime.now(timezone.utc)
+    schedule = Schedule.model_validate(activity.schedule or {})
+    return [s for s in expand(schedule, ZoneInfo(activity.timezone), first_day, last_day) if s > now]
+
+
+def _shape(activity) -> dict[str, Any]:
+    return {"capacity": activity.capacity, "price": activity.price_amount, "currency": activity.currency,
+            "duration": activity.duration_minutes}
+
+
+async def _insert(db: AsyncConnection, org_id: uuid.UUID, activity, starts: list[datetime]) -> int:
+    if not starts:
+        return 0
+    result = await db.execute(_INSERT_SESSIONS, {"org": org_id, "activity": activity.id, "venue": activity.venue_id,
+                                                 "starts": starts, **_shape(activity)})
+    return len(result.all())
+
+
+async def generate(db: AsyncConnection, org_id: uuid.UUID, activity_id: uuid.UUID,
+                   first_day: date, last_day: date) -> dict[str, int]:
+    """Creates the scheduled sessions of local days first_day..last_day that do not exist yet."""
+    activity = await _activity_with_zone(db, org_id, activity_id)
+    if not activity.is_active or activity.archived_at is not None:
+        raise Conflict("An inactive activity has no sessions to generate.", code="activity_unavailable")
+    starts = _future_starts(activity, first_day, last_day)
+    created = await _insert(db, org_id, activity, starts)
+    return {"created": created, "skipped": len(starts) - created}
+
+
+async def reconcile_schedule(db: AsyncConnection, org_id: uuid.UUID, activity_id: uuid.UUID) -> None:
+    """Brings future sessions in line with the activity as it now is, over the horizon; sessions
+    with holds or bookings are never deleted or moved."""
+    activity = await _activity_with_zone(db, org_id, activity_id)
+    today = datetime.now(ZoneInfo(activity.timezone)).date()
+    until = today + timedelta(days=get_settings().session_horizon_days)
+    live = activity.is_active and activity.archived_at is None
+    starts = _future_starts(activity, today, until) if live else []
+    params = {"org": org_id, "activity": activity_id}
+    await db.execute(_DROP_UNSCHEDULED, {**params, "starts": starts})
+    if live:
+        await db.execute(_REFRESH_UNTOUCHED, {**params, **_shape(activity)})
+        await _insert(db, org_id, activity, starts)
+    await db.execute(activities.update().where(activities.c.organization_id == org_id, activities.c.id == activity_id)
+                     .values(sessions_generated_until=until))
+
+
+async def extend_horizon(db: AsyncConnection, org_id: uuid.UUID, until: date, batch: int = 100) -> int:
+    """Job step: generates ahead for this organization's activities whose horizon is short.
+    SKIP LOCKED lets several workers share the work."""
+    due = (await db.execute(
+        select(activities.c.id).where(
+            activities.c.organization_id == org_id, activities.c.is_active, activities.c.archived_at.is_(None),
+            (activities.c.sessions_generated_until.is_(None)) | (activities.c.sessions_generated_until < until))
+        .limit(batch).with_for_update(skip_locked=True)
+    )).scalars().all()
+    for activity_id in due:
+        await reconcile_schedule(db, org_id, activity_id)
+    return len(due)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading and editing sessions
+# --------------------------------------------------------------------------------------------
+async def get_session(db: AsyncConnection, org_id: uuid.UUID, session_id: uuid.UUID) -> dict[str, Any]:
+    row = (await db.execute(select(*(activity_sessions.c[f] for f in SESSION_FIELDS)).where(
+        activity_sessions.c.organization_id == org_id, activity_sessions.c.id == session_id))).first()
+    if row is None:
+        raise NotFound("No such session.", code="session_not_found")
+    return dict(row._mapping)
+
+
+async def list_sessions(db: AsyncConnection, org_id: uuid.UUID, *, activity_id: uuid.UUID | None,
+                        venue_id: uuid.UUID | None, start: datetime | None, end: datetime | None,
+                        available: bool | None, limit: int, after: list | None) -> dict[str, Any]:
+    s = activity_sessions.c
+    query = select(*(s[f] for f in SESSION_FIELDS)).where(s.organization_id == org_id)
+    if activity_id:
+        query = query.where(s.activity_id == activity_id)
+    if venue_id:
+        query = query.where(s.venue_id == venue_id)
+    if start:
+        query = query.where(s.start_time >= start)
+    if end:
+        query = query.where(s.start_time < end)
+    if available:
+        query = query.where(s.capacity_remaining > 0, ~s.is_closed, s.start_time > func.now())
+    if after:
+        query = query.where(func.row(s.start_time, s.id) > func.row(datetime.fromisoformat(after[0]), uuid.UUID(after[1])))
+    rows = (await db.execute(query.order_by(s.start_time, s.id).limit(limit + 1))).all()
+    return page([dict(r._mapping) for r in rows], limit, lambda r: (r["start_time"].isoformat(), str(r["id"])))
+
+
+_EDIT_SESSION = text("""
+    UPDATE activity_sessions
+       SET capacity_total = :total,
+           capacity_remaining = capacity_remaining + (:total - capacity_total),
+           is_closed = :closed, version = version + 1
+     WHERE organization_id = :org AND id = :id AND version = :version
+       AND capacity_remaining + (:total - capacity_total) >= 0
+    RETURNING id
+""")
+
+
+async def edit_session(db: AsyncConnection, org_id: uuid.UUID, session_id: uuid.UUID, expected_version: int,
+                       capacity_total: int | None, is_closed: bool | None) -> dict[str, Any]:
+    """A conditional update: applies only at `expected_version`, and never takes capacity_total
+    below what is held and booked."""
+    current = await get_session(db, org_id, session_id)
+    total = current["capacity_total"] if capacity_total is None else capacity_total
+    closed = current["is_closed"] if is_closed is None else is_closed
+    done = (await db.execute(_EDIT_SESSION, {"org": org_id, "id": session_id, "version": expected_version,
+                                             "total": total, "closed": closed})).first()
+    if done is None:
+        now = await get_session(db, org_id, session_id)
+        if now["version"] != expected_version:
+            raise PreconditionFailed(f"The session is at version {now['version']}, not {expected_version}; reload it.",
+                                     current_version=now["version"])
+        taken = now["capacity_total"] - now["capacity_remaining"]
+        raise Conflict(f"{taken} spots are held or booked; capacity_total cannot go below that.",
+                       code="capacity_below_booked", capacity_taken=taken)
+    return await get_session(db, org_id, session_id)
+
+
+async def availability(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID, *, activity_id: uuid.UUID | None,
+                       start: datetime, end: datetime, only_available: bool) -> list[dict[str, Any]]:
+    """Open, future sessions of the venue's bookable activities, with what is left and the price."""
+    s, a = activity_sessions.c, activities.c
+    query = (
+        select(s.id, s.activity_id, s.start_time, s.end_time, s.capacity_total, s.capacity_remaining,
+               s.price_at_generation.label("price_amount"), s.currency)
+        .join_from(activity_sessions, activities, (a.organization_id == s.organization_id) & (a.id == s.activity_id))
+        .where(s.organization_id == org_id, s.venue_id == venue_id, ~s.is_closed, s.start_time > func.now(),
+               s.start_time >= start, s.start_time < end, a.is_active, a.archived_at.is_(None))
+        .order_by(s.start_time, s.id).limit(5000)
+    )
+    if activity_id:
+        query = query.where(s.activity_id == activity_id)
+    if only_available:
+        query = query.where(s.capacity_remaining > 0)
+    return [dict(r._mapping) for r in (await db.execute(query)).all()]
+
+
+# --------------------------------------------------------------------------------------------
+# Capacity: the only two statements that move capacity_remaining on the booking path.
+# --------------------------------------------------------------------------------------------
+_TAKE = text("""
+    UPDATE activity_sessions
+       SET capacity_remaining = capacity_remaining - :n, version = version + 1
+     WHERE organization_id = :org AND id = :id AND NOT is_closed AND start_time > now()
+       AND capacity_remaining >= :n
+    RETURNING capacity_remaining
+""")
+
+_RETURN = text("""
+    UPDATE activity_sessions
+       SET capacity_remaining = capacity_remaining + :n, version = version + 1
+     WHERE organization_id = :org AND id = :id
+""")
+
+_BOOKABLE = text("""
+    SELECT s.id, s.activity_id, s.venue_id, s.start_time, s.end_time, s.capacity_remaining, s.is_closed,
+           s.price_at_generation, s.currency, s.start_time <= now() AS started,
+           a.name AS activity_name, a.min_players, a.max_players, a.is_active AND a.archived_at IS NULL AS bookable,
+           a.cancellation_policy, v.timezone, v.name AS venue_name,
+           (s.start_time AT TIME ZONE v.timezone)::date AS local_date
+      FROM activity_sessions s
+      JOIN activities a ON a.organization_id = s.organization_id AND a.id = s.activity_id
+      JOIN venues v ON v.organization_id = s.organization_id AND v.id = s.venue_id
+     WHERE s.organization_id = :org AND s.id = :id
+""")
+
+
+async def bookable_session(db: AsyncConnection, org_id: uuid.UUID, session_id: uuid.UUID,
+                           venue_id: uuid.UUID | None = None):
+    """The session with what booking it needs to know; 404 if absent (or of another venue)."""
+    row = (await db.execute(_BOOKABLE, {"org": org_id, "id": session_id})).first()
+    if row is None or (venue_id is not None and row.venue_id != venue_id):
+        raise NotFound("No such session.", code="session_not_found")
+    return row
+
+
+def check_party_size(session, spots: int, field: str) -> None:
+    from bookingtms.errors import ValidationFailed
+
+    if not session.min_players <= spots <= session.max_players:
+        raise ValidationFailed(
+            f"{field} must be between {session.min_players} and {session.max_players} for this activity.",
+            code="invalid_party_size", field=field, min_players=session.min_players, max_players=session.max_players)
+
+
+async def take_capacity(db: AsyncConnection, org_id: uuid.UUID, session, spots: int) -> int:
+    """One atomic conditional UPDATE: succeeds only while enough capacity is left, so concurrent
+    buyers can never oversell. Returns what remains."""
+    from bookingtms.errors import SoldOut, ValidationFailed
+
+    if not session.bookable:
+        raise Conflict("This activity is not taking bookings.", code="activity_unavailable")
+    left = (await db.execute(_TAKE, {"org": org_id, "id": session.id, "n": spots})).scalar_one_or_none()
+    if left is not None:
+        return left
+    now = await bookable_session(db, org_id, session.id)
+    if now.started:
+        raise ValidationFailed("This session has already started.", code="session_started", field="session_id")
+    if now.is_closed:
+        raise Conflict("This session is closed for booking.", code="session_closed")
+    raise SoldOut(f"Only {now.capacity_remaining} spots are left.", capacity_remaining=now.capacity_remaining)
+
+
+async def return_capacity(db: AsyncConnection, org_id: uuid.UUID, session_id: uuid.UUID, spots: int) -> None:
+    await db.execute(_RETURN, {"org": org_id, "id": session_id, "n": spots})

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Depends, Response
+
+from bookingtms.activities import service as activities_service
+from bookingtms.db.engine import tenant_transaction
+from bookingtms.http.idempotency import IdempotencyKey, idempotent
+from bookingtms.http.pagination import PageParams
+from bookingtms.http.principal import Principal, require
+from bookingtms.http.public import PublicVenue, public_venue
+from bookingtms.venues import service
+from bookingtms.venues.schemas import VenueCreate, VenueUpdate
+
+router = APIRouter(prefix="/v1/venues", tags=["venues"])
+public_router = APIRouter(prefix="/v1/public/venues", tags=["public"])
+
+
+@router.get("")
+async def list_venues(paging: PageParams = Depends(), p: Principal = Depends(require("venues.view"))):
+    async with tenant_transaction(p.db_context()) as db:
+        return await service.list_venues(db, p.organization_id, paging.limit, paging.after)
+
+
+@router.post("", status_code=201)
+async def create_venue(body: VenueCreate, key: str | None = IdempotencyKey,
+                       p: Principal = Depends(require("venues.manage"))):
+    async with tenant_transaction(p.db_context()) as db:
+        return await idempotent(db, key, organization_id=p.organization_id, scope=p.scope,
+                                payload=["POST /v1/venues", body.model_dump(mode="json")],
+                                create=lambda: service.create_venue(db, p.organization_id, body))
+
+
+@router.get("/{venue_id}")
+async def get_venue(venue_id: uuid.UUID, p: Principal = Depends(require("venues.view"))):
+    async with tenant_transaction(p.db_context()) as db:
+        return await service.get_venue(db, p.organization_id, venue_id)
+
+
+@router.patch("/{venue_id}")
+async def update_venue(venue_id: uuid.UUID, body: VenueUpdate, p: Principal = Depends(require("venues.manage"))):
+    async with tenant_transaction(p.db_context()) as db:
+        return await service.update_venue(db, p.organization_id, venue_id, body)
+
+
+@router.delete("/{venue_id}", status_code=204)
+async def delete_venue(venue_id: uuid.UUID, p: Principal = Depends(require("venues.manage"))):
+    async with tenant_transaction(p.db_context()) as db:
+        await service.archive_venue(db, p.organization_id, venue_id)
+    return Response(status_code=204)
+
+
+@public_router.get("/{embed_key}")
+async def public_venue_info(v: PublicVenue = Depends(public_venue)):
+    async with tenant_transaction(v.db_context()) as db:
+        return {
+            "venue": await service.public_venue_view(db, v.organization_id, v.venue_id),
+            "activities": await activities_service.public_activities(db, v.organization_id, v.venue_id),
+        }

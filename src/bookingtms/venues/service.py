@@ -1,0 +1,92 @@
+"""Venues: locations of an organization, each with its time zone and public embed key."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bookingtms.errors import Conflict, NotFound
+from bookingtms.http.pagination import page
+from bookingtms.models import venues
+from bookingtms.venues.schemas import VenueCreate, VenueUpdate
+
+PUBLIC_FIELDS = ("id", "name", "slug", "timezone", "address", "city", "state", "zip", "country")
+
+
+def slugify(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:50]
+    return slug or "venue"
+
+
+def new_embed_key() -> str:
+    return secrets.token_urlsafe(18)  # 24 characters, 144 random bits
+
+
+async def _free_slug(db: AsyncConnection, org_id: uuid.UUID, wanted: str | None, name: str) -> str:
+    base = wanted or slugify(name)
+    taken = set((await db.execute(
+        select(venues.c.slug).where(venues.c.organization_id == org_id, venues.c.slug.like(f"{base}%"))
+    )).scalars())
+    if wanted:
+        if wanted in taken:
+            raise Conflict(f"Another venue already uses the slug '{wanted}'.", code="slug_taken", field="slug")
+        return wanted
+    slug, n = base, 2
+    while slug in taken:
+        slug, n = f"{base}-{n}", n + 1
+    return slug
+
+
+async def create_venue(db: AsyncConnection, org_id: uuid.UUID, data: VenueCreate) -> dict[str, Any]:
+    values = data.model_dump()
+    values["slug"] = await _free_slug(db, org_id, data.slug, data.name)
+    row = (await db.execute(
+        insert(venues).values(organization_id=org_id, embed_key=new_embed_key(), **values).returning(venues)
+    )).one()
+    return dict(row._mapping)
+
+
+async def get_venue(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID) -> dict[str, Any]:
+    row = (await db.execute(select(venues).where(
+        venues.c.organization_id == org_id, venues.c.id == venue_id, venues.c.status != "archived"))).first()
+    if row is None:
+        raise NotFound("No such venue.", code="venue_not_found")
+    return dict(row._mapping)
+
+
+async def list_venues(db: AsyncConnection, org_id: uuid.UUID, limit: int, after: list | None) -> dict[str, Any]:
+    query = select(venues).where(venues.c.organization_id == org_id, venues.c.status != "archived")
+    if after:
+        query = query.where(func.row(venues.c.name, venues.c.id) > func.row(after[0], uuid.UUID(after[1])))
+    rows = (await db.execute(query.order_by(venues.c.name, venues.c.id).limit(limit + 1))).all()
+    return page([dict(r._mapping) for r in rows], limit, lambda r: (r["name"], str(r["id"])))
+
+
+async def update_venue(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID, data: VenueUpdate) -> dict[str, Any]:
+    current = await get_venue(db, org_id, venue_id)
+    changes = data.model_dump(exclude_unset=True)
+    if "slug" in changes and changes["slug"] != current["slug"]:
+        changes["slug"] = await _free_slug(db, org_id, changes["slug"], current["name"])
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if not changes:
+        return current
+    row = (await db.execute(update(venues).where(venues.c.organization_id == org_id, venues.c.id == venue_id)
+                            .values(**changes).returning(venues))).one()
+    return dict(row._mapping)
+
+
+async def archive_venue(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID) -> None:
+    """Archived, not deleted: its bookings keep their history, and its embed key stops working."""
+    await get_venue(db, org_id, venue_id)
+    await db.execute(update(venues).where(venues.c.organization_id == org_id, venues.c.id == venue_id)
+                     .values(status="archived"))
+
+
+async def public_venue_view(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID) -> dict[str, Any]:
+    venue = await get_venue(db, org_id, venue_id)
+    return {k: venue[k] for k in PUBLIC_FIELDS}
