@@ -43,7 +43,7 @@ def _print_demo(info: dict, base: str) -> None:
 def cmd_serve(args) -> int:
     import uvicorn
 
-    settings = _prepare()
+    _prepare()
     base = f"http://{args.host}:{args.port}"
     if args.demo:
         from bookingtms.demo import ensure_demo

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookingtms.activities.schemas import ActivityCreate, ActivityUpdate
 from bookingtms.errors import Conflict, NotFound, ValidationFailed
-from bookingtms.http.pagination import page
+from bookingtms.http.pagination import keyset, page
 from bookingtms.models import activities, venues
 from bookingtms.sessions import service as sessions_service
 
@@ -50,8 +50,8 @@ async def list_activities(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid
     query = select(activities).where(activities.c.organization_id == org_id, activities.c.archived_at.is_(None))
     if venue_id:
         query = query.where(activities.c.venue_id == venue_id)
-    if after:
-        query = query.where(func.row(activities.c.name, activities.c.id) > func.row(after[0], uuid.UUID(after[1])))
+    if (key := keyset(after)):
+        query = query.where(func.row(activities.c.name, activities.c.id) > func.row(*key))
     rows = (await db.execute(query.order_by(activities.c.name, activities.c.id).limit(limit + 1))).all()
     return page([dict(r._mapping) for r in rows], limit, lambda r: (r["name"], str(r["id"])))
 

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bookingtms.customers import service as customers_service
 from bookingtms.customers.schemas import CustomerIn
 from bookingtms.errors import Conflict, NotFound, ValidationFailed
-from bookingtms.http.pagination import page
-from bookingtms.models import activities, activity_sessions, bookings, customers, promo_codes
+from bookingtms.http.pagination import keyset, page
+from bookingtms.models import activities, activity_sessions, bookings, customers
 from bookingtms.notifications import service as notifications
 from bookingtms.payments import service as payments_service
 from bookingtms.sessions import service as sessions_service
@@ -167,8 +167,8 @@ async def list_bookings(db: AsyncConnection, org_id: uuid.UUID, *, date_from, da
         like = f"%{term.lower()}%"
         query = query.where(or_(b.booking_reference == term.upper(), c.email.like(like),
                                 func.lower(c.first_name + " " + c.last_name).like(like)))
-    if after:
-        query = query.where(func.row(b.created_at, b.id) < func.row(datetime.fromisoformat(after[0]), uuid.UUID(after[1])))
+    if (key := keyset(after, datetime)):
+        query = query.where(func.row(b.created_at, b.id) < func.row(*key))
     rows = (await db.execute(query.order_by(b.created_at.desc(), b.id.desc()).limit(limit + 1))).all()
     return page([dict(r._mapping) for r in rows], limit, lambda r: (r["created_at"].isoformat(), str(r["id"])))
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookingtms.customers.schemas import CustomerIn, CustomerUpdate
 from bookingtms.errors import NotFound
-from bookingtms.http.pagination import page
+from bookingtms.http.pagination import keyset, page
 from bookingtms.models import customers
 
 _UPSERT = text("""
@@ -49,8 +49,8 @@ async def list_customers(db: AsyncConnection, org_id: uuid.UUID, q: str | None, 
     if q:
         like = f"%{q.strip().lower()}%"
         query = query.where(or_(c.email.like(like), func.lower(c.first_name + " " + c.last_name).like(like)))
-    if after:
-        query = query.where(func.row(c.email, c.id) > func.row(after[0], uuid.UUID(after[1])))
+    if (key := keyset(after)):
+        query = query.where(func.row(c.email, c.id) > func.row(*key))
     rows = (await db.execute(query.order_by(c.email, c.id).limit(limit + 1))).all()
     return page([dict(r._mapping) for r in rows], limit, lambda r: (r["email"], str(r["id"])))
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
+from datetime import datetime
 from typing import Any
 
 from fastapi import Query
@@ -29,6 +31,17 @@ def decode_cursor(cursor: str) -> list[Any]:
     if not isinstance(values, list) or len(values) != 2:
         raise ValidationFailed("The cursor is not one this API gave out.", code="invalid_cursor", field="cursor")
     return values
+
+
+def keyset(after: list[Any] | None, first: type = str) -> tuple[Any, uuid.UUID] | None:
+    """The cursor's (sort value, id), typed; a tampered cursor is a 422, never a 500."""
+    if after is None:
+        return None
+    try:
+        value = datetime.fromisoformat(after[0]) if first is datetime else first(after[0])
+        return value, uuid.UUID(str(after[1]))
+    except (TypeError, ValueError):
+        raise ValidationFailed("The cursor is not one this API gave out.", code="invalid_cursor", field="cursor") from None
 
 
 def page(rows: list[Any], limit: int, key) -> dict[str, Any]:

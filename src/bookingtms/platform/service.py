@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, text, update
@@ -13,7 +13,7 @@ from bookingtms.auth.passwords import hash_password, temporary_password
 from bookingtms.auth.service import check_password_policy
 from bookingtms.db.engine import DbContext, set_context
 from bookingtms.errors import Conflict, NotFound, ValidationFailed
-from bookingtms.http.pagination import page
+from bookingtms.http.pagination import keyset, page
 from bookingtms.models import organizations, plans, users, venues
 from bookingtms.notifications import service as notifications
 from bookingtms.platform.schemas import OrganizationCreate
@@ -37,7 +37,7 @@ async def create_organization(db: AsyncConnection, admin_id: uuid.UUID, data: Or
 
     org = (await db.execute(organizations.insert().values(
         name=data.name, slug=slug, plan_id=plan_id, currency=data.currency, subscription_status="trial",
-        trial_ends_at=func.now() + TRIAL, current_venues_count=1, current_staff_count=1,
+        trial_ends_at=func.now() + TRIAL,
     ).returning(organizations))).one()
     # From here on the transaction acts inside the new organization, as row-level security asks.
     await set_context(db, DbContext(organization_id=org.id, user_id=admin_id, is_platform=True))
@@ -61,8 +61,8 @@ async def create_organization(db: AsyncConnection, admin_id: uuid.UUID, data: Or
 async def list_organizations(db: AsyncConnection, limit: int, after: list | None) -> dict[str, Any]:
     o = organizations.c
     query = select(organizations, plans.c.slug.label("plan")).join(plans, plans.c.id == o.plan_id)
-    if after:
-        query = query.where(func.row(o.created_at, o.id) < func.row(after[0], uuid.UUID(after[1])))
+    if (key := keyset(after, datetime)):
+        query = query.where(func.row(o.created_at, o.id) < func.row(*key))
     rows = (await db.execute(query.order_by(o.created_at.desc(), o.id.desc()).limit(limit + 1))).all()
     return page([dict(r._mapping) for r in rows], limit, lambda r: (r["created_at"].isoformat(), str(r["id"])))
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query
 
 from bookingtms.db.engine import tenant_transaction
 from bookingtms.errors import PreconditionFailed, PreconditionRequired

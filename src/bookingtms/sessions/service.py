@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bookingtms.activities.schedule import Schedule, expand
 from bookingtms.config import get_settings
 from bookingtms.errors import Conflict, NotFound, PreconditionFailed
-from bookingtms.http.pagination import page
+from bookingtms.http.pagination import keyset, page
 from bookingtms.models import activities, activity_sessions, venues
 
 SESSION_FIELDS = ("id", "activity_id", "venue_id", "start_time", "end_time", "capacity_total",
@@ -162,8 +162,8 @@ async def list_sessions(db: AsyncConnection, org_id: uuid.UUID, *, activity_id: 
         query = query.where(s.start_time < end)
     if available:
         query = query.where(s.capacity_remaining > 0, ~s.is_closed, s.start_time > func.now())
-    if after:
-        query = query.where(func.row(s.start_time, s.id) > func.row(datetime.fromisoformat(after[0]), uuid.UUID(after[1])))
+    if (key := keyset(after, datetime)):
+        query = query.where(func.row(s.start_time, s.id) > func.row(*key))
     rows = (await db.execute(query.order_by(s.start_time, s.id).limit(limit + 1))).all()
     return page([dict(r._mapping) for r in rows], limit, lambda r: (r["start_time"].isoformat(), str(r["id"])))
 

@@ -11,7 +11,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookingtms.errors import Conflict, NotFound
-from bookingtms.http.pagination import page
+from bookingtms.http.pagination import keyset, page
 from bookingtms.models import venues
 from bookingtms.venues.schemas import VenueCreate, VenueUpdate
 
@@ -61,8 +61,8 @@ async def get_venue(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID)
 
 async def list_venues(db: AsyncConnection, org_id: uuid.UUID, limit: int, after: list | None) -> dict[str, Any]:
     query = select(venues).where(venues.c.organization_id == org_id, venues.c.status != "archived")
-    if after:
-        query = query.where(func.row(venues.c.name, venues.c.id) > func.row(after[0], uuid.UUID(after[1])))
+    if (key := keyset(after)):
+        query = query.where(func.row(venues.c.name, venues.c.id) > func.row(*key))
     rows = (await db.execute(query.order_by(venues.c.name, venues.c.id).limit(limit + 1))).all()
     return page([dict(r._mapping) for r in rows], limit, lambda r: (r["name"], str(r["id"])))
 
