@@ -115,6 +115,9 @@ def _from_database(exc) -> AppError:
         return ValidationFailed("A value is out of range or malformed.", code="invalid_value")
     if state == "42501":
         return NotFound("Not found.")
+    if not state or state.startswith("08") or state.startswith("57P"):  # no answer / connection lost / shutdown
+        return ServiceUnavailable("The database is unavailable; please retry shortly.", code="unavailable",
+                                  headers={"Retry-After": "2"})
     raise exc
 
 
@@ -122,6 +125,7 @@ def install_error_handlers(app) -> None:
     import structlog
     from fastapi.exceptions import RequestValidationError
     from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
     from starlette.exceptions import HTTPException
 
     log = structlog.get_logger("bookingtms.errors")
@@ -146,6 +150,11 @@ def install_error_handlers(app) -> None:
         except DBAPIError:
             return await unexpected(request, exc)
 
+    async def overloaded(request, exc):
+        log.warning("database_unavailable", error=type(exc).__name__)
+        return _problem_response(ServiceUnavailable("The service is busy; please retry shortly.", code="unavailable",
+                                                    headers={"Retry-After": "2"}), request)
+
     async def unexpected(request, exc: Exception):
         log.exception("unhandled_error", path=request.url.path)
         err = AppError("Something went wrong on our side; it has been logged.", code="internal_error", status=500)
@@ -156,4 +165,6 @@ def install_error_handlers(app) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(DBAPIError, database_error)
+    app.add_exception_handler(PoolTimeout, overloaded)  # every pooled connection busy for pool_timeout
+    app.add_exception_handler(ConnectionError, overloaded)
     app.add_exception_handler(Exception, unexpected)

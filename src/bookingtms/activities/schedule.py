@@ -41,11 +41,27 @@ class WeeklyRule(BaseModel):
         return sorted(set(out))
 
 
+EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 31)
+
+
+def check_day(day: date | None) -> date | None:
+    if day is not None and not EARLIEST <= day <= LATEST:
+        raise ValueError(f"{day} is outside {EARLIEST}..{LATEST}")
+    return day
+
+
 class Schedule(BaseModel):
     weekly: list[WeeklyRule] = Field(default_factory=list, max_length=50)
     start_date: date | None = None
     end_date: date | None = None
     closed_dates: list[date] = Field(default_factory=list, max_length=1000)
+
+    _dates = field_validator("start_date", "end_date")(check_day)
+
+    @field_validator("closed_dates")
+    @classmethod
+    def _closed(cls, days: list[date]) -> list[date]:
+        return [check_day(d) for d in days]
 
     @model_validator(mode="after")
     def _range(self) -> "Schedule":

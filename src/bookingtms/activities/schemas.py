@@ -4,9 +4,9 @@ import uuid
 from datetime import date
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bookingtms.activities.schedule import Schedule
+from bookingtms.activities.schedule import Schedule, check_day
 
 MAX_PRICE = 100_000_000  # minor units: a million in major units is beyond any timed experience
 CURRENCY = r"^[A-Z]{3}$"
@@ -72,6 +72,8 @@ class GenerateSessions(BaseModel):
 
     from_: date = Field(alias="from")
     to: date
+
+    _bounds = field_validator("from_", "to")(check_day)
 
     @model_validator(mode="after")
     def _span(self) -> "GenerateSessions":

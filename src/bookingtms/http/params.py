@@ -15,10 +15,16 @@ def parse_instant(value: str | None, field: str, zone: ZoneInfo) -> datetime | N
         return None
     try:
         if len(value) == 10:
-            return datetime.combine(date.fromisoformat(value), time(), tzinfo=zone)
+            day = date.fromisoformat(value)
+            if not 2000 <= day.year <= 2100:
+                raise ValueError
+            return datetime.combine(day, time(), tzinfo=zone)
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if not 2000 <= parsed.year <= 2100:
+            raise ValueError
     except ValueError:
-        raise ValidationFailed(f"'{field}' must be a date (YYYY-MM-DD) or an RFC 3339 time.", field=field) from None
+        raise ValidationFailed(f"'{field}' must be a date (YYYY-MM-DD) or an RFC 3339 time between 2000 and 2100.",
+                               field=field) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)
 
 
