@@ -34,10 +34,11 @@ def _run(coro):
 
 
 def _print_demo(info: dict, base: str) -> None:
-    print(f"  widget:        {base}/widget/{info['embed_key']}")
-    print(f"  public API:    {base}/v1/public/venues/{info['embed_key']}/availability")
-    print(f"  staff login:   {info['owner_email']} / {info['owner_password']}")
-    print(f"  platform login:{info['admin_email']} / {info['admin_password']}")
+    print(f"  embed key:      {info['embed_key']}")
+    print(f"  venue (public): {base}/v1/public/venues/{info['embed_key']}")
+    print(f"  availability:   {base}/v1/public/venues/{info['embed_key']}/availability")
+    print(f"  staff login:    {info['owner_email']} / {info['owner_password']}")
+    print(f"  platform login: {info['admin_email']} / {info['admin_password']}")
 
 
 def cmd_serve(args) -> int:
@@ -51,9 +52,9 @@ def cmd_serve(args) -> int:
         print("demo data:")
         _print_demo(_run(ensure_demo()), base)
     print(f"BookingTMS serving on {base}")
-    print(f"  API docs:      {base}/docs")
-    print(f"  OpenAPI:       {base}/openapi.json")
-    print(f"  health:        {base}/healthz  {base}/readyz", flush=True)
+    print(f"  API docs:       {base}/docs")
+    print(f"  OpenAPI:        {base}/openapi.json")
+    print(f"  health:         {base}/healthz  {base}/readyz", flush=True)
     uvicorn.run("bookingtms.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
                 loop="uvloop", http="httptools", access_log=False, log_level="warning")
     return 0
