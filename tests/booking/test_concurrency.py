@@ -139,6 +139,50 @@ async def test_concurrent_holds_of_mixed_sizes_never_oversell_nor_refuse_needles
     await assert_doctor_ok()
 
 
+async def test_widget_holds_and_staff_bookings_compete_for_the_same_spots_fairly(client, tenant, live_server):
+    activity = await make_activity(client, tenant, capacity=10)
+    session = await future_session(client, tenant, activity)
+    path = f"/v1/public/venues/{tenant.embed_key}/reservations"
+
+    async with http(live_server.url) as c:
+        def widget(n: int):
+            return c.post(path, json=hold_body(session["id"], 1, n))
+
+        def staff(n: int):
+            return c.post("/v1/bookings", headers=tenant.headers, json={
+                "session_id": session["id"], "guest_count": 1,
+                "customer": {"email": f"walkin{n}@example.com", "first_name": "Walk", "last_name": "In"}})
+
+        kinds = ["staff" if n % 3 == 0 else "widget" for n in range(60)]
+        responses = await asyncio.gather(*((staff if k == "staff" else widget)(n) for n, k in enumerate(kinds)))
+
+    assert_no_server_error(responses)
+    assert Counter(r.status_code for r in responses) == {201: 10, 409: 50}, \
+        Counter((k, r.status_code) for k, r in zip(kinds, responses))
+    assert all(r.json()["code"] == "sold_out" for r in responses if r.status_code == 409)
+    staff_won = sum(1 for k, r in zip(kinds, responses) if k == "staff" and r.status_code == 201)
+    assert len(await session_bookings(client, tenant, activity["id"])) == staff_won
+    assert await remaining(client, tenant, session["id"]) == 0
+    await assert_doctor_ok()
+
+
+async def test_concurrent_retries_of_one_hold_with_an_idempotency_key_hold_once(client, tenant, live_server):
+    activity = await make_activity(client, tenant, capacity=10, max_players=4)
+    session = await future_session(client, tenant, activity)
+    path = f"/v1/public/venues/{tenant.embed_key}/reservations"
+    headers = {"Idempotency-Key": f"retry-{session['id']}"}
+
+    async with http(live_server.url) as c:
+        responses = await asyncio.gather(*(c.post(path, headers=headers, json=hold_body(session["id"], 3, 0))
+                                           for _ in range(10)))
+
+    assert_no_server_error(responses)
+    assert [r.status_code for r in responses] == [201] * 10, [(r.status_code, r.text) for r in responses]
+    assert len({r.json()["reservation_id"] for r in responses}) == 1
+    assert await remaining(client, tenant, session["id"]) == 7
+    await assert_doctor_ok()
+
+
 # --------------------------------------------------------------------------------------------
 # The same hold or booking, many times at once
 # --------------------------------------------------------------------------------------------
