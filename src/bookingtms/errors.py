@@ -137,7 +137,8 @@ def install_error_handlers(app) -> None:
         return _problem_response(_from_validation(exc), request)
 
     async def http_error(request, exc: HTTPException):
-        codes = {404: ("not_found", "Not found"), 405: ("method_not_allowed", "Method not allowed")}
+        codes = {400: ("malformed_json", "Bad request"),  # Starlette's only 400: a body it cannot parse
+                 404: ("not_found", "Not found"), 405: ("method_not_allowed", "Method not allowed")}
         code, title = codes.get(exc.status_code, ("http_error", "HTTP error"))
         err = AppError(str(exc.detail) if exc.detail else title, code=code, status=exc.status_code,
                        headers=dict(exc.headers or {}))

@@ -8,23 +8,25 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+FULL_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
 class WeeklyRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     days: list[str] = Field(min_length=1, max_length=7)
     times: list[str] = Field(min_length=1, max_length=96)
 
     @field_validator("days")
     @classmethod
     def _days(cls, days: list[str]) -> list[str]:
-        days = [d.lower()[:3] for d in days]
-        unknown = [d for d in days if d not in DAY_NAMES]
+        unknown = [d for d in days if d.lower() not in DAY_NAMES + FULL_DAY_NAMES]
         if unknown:
             raise ValueError(f"unknown day(s) {unknown}; use {', '.join(DAY_NAMES)}")
-        return sorted(set(days), key=DAY_NAMES.index)
+        return sorted({d.lower()[:3] for d in days}, key=DAY_NAMES.index)
 
     @field_validator("times")
     @classmethod
@@ -51,6 +53,8 @@ def check_day(day: date | None) -> date | None:
 
 
 class Schedule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     weekly: list[WeeklyRule] = Field(default_factory=list, max_length=50)
     start_date: date | None = None
     end_date: date | None = None

@@ -71,7 +71,7 @@ async def update_activity(db: AsyncConnection, org_id: uuid.UUID, activity_id: u
         await db.execute(update(activities).where(activities.c.organization_id == org_id,
                                                   activities.c.id == activity_id).values(**changes))
     if SESSION_SHAPING & changes.keys():
-        await sessions_service.reconcile_schedule(db, org_id, activity_id)
+        await sessions_service.reconcile_schedule(db, org_id, activity_id, previous=current)
     return await get_activity(db, org_id, activity_id)
 
 

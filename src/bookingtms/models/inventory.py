@@ -21,5 +21,5 @@ activity_sessions = Table(
     Column("start_time", DateTime(timezone=True)), Column("end_time", DateTime(timezone=True)),
     Column("capacity_total", Integer), Column("capacity_remaining", Integer),
     Column("price_at_generation", BigInteger), Column("currency", Text), Column("is_closed", Boolean),
-    Column("version", Integer), *timestamps(),
+    Column("closed_by_schedule", Boolean), Column("version", Integer), *timestamps(),
 )

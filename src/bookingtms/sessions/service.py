@@ -24,12 +24,15 @@ from bookingtms.models import activities, activity_sessions, venues
 SESSION_FIELDS = ("id", "activity_id", "venue_id", "start_time", "end_time", "capacity_total",
                   "capacity_remaining", "price_at_generation", "currency", "is_closed", "version")
 
+# New slots are inserted; a slot closed only because it had left the schedule is reopened.
 _INSERT_SESSIONS = text("""
     INSERT INTO activity_sessions (organization_id, activity_id, venue_id, start_time, end_time,
                                    capacity_total, capacity_remaining, price_at_generation, currency)
     SELECT :org, :activity, :venue, t, t + make_interval(mins => :duration), :capacity, :capacity, :price, :currency
       FROM unnest(:starts) AS t
-    ON CONFLICT (organization_id, activity_id, start_time) DO NOTHING
+    ON CONFLICT (organization_id, activity_id, start_time) DO UPDATE
+       SET is_closed = false, closed_by_schedule = false, version = activity_sessions.version + 1
+     WHERE activity_sessions.closed_by_schedule
     RETURNING 1
 """).bindparams(bindparam("starts", type_=ARRAY(TIMESTAMP(timezone=True))))
 
@@ -48,17 +51,20 @@ _DROP_UNSCHEDULED = text("""
        WHERE s.organization_id = :org AND s.id = gone.id AND NOT gone.referenced
       RETURNING s.id
     )
-    UPDATE activity_sessions s SET is_closed = true, version = s.version + 1
+    UPDATE activity_sessions s SET is_closed = true, closed_by_schedule = true, version = s.version + 1
       FROM gone WHERE s.organization_id = :org AND s.id = gone.id AND gone.referenced AND NOT s.is_closed
 """).bindparams(bindparam("starts", type_=ARRAY(TIMESTAMP(timezone=True))))
 
-# Untouched future sessions follow the activity's current capacity, price and duration.
+# After an activity edit, untouched future sessions that still carry the activity's previous
+# capacity, price and duration take the new ones; a session staff changed one by one keeps its own.
 _REFRESH_UNTOUCHED = text("""
     UPDATE activity_sessions s
        SET capacity_total = :capacity, capacity_remaining = :capacity, price_at_generation = :price,
            currency = :currency, end_time = s.start_time + make_interval(mins => :duration), version = s.version + 1
      WHERE s.organization_id = :org AND s.activity_id = :activity AND s.start_time > now()
        AND s.capacity_remaining = s.capacity_total
+       AND s.capacity_total = :old_capacity AND s.price_at_generation = :old_price
+       AND s.currency = CAST(:old_currency AS char(3)) AND s.end_time = s.start_time + make_interval(mins => :old_duration)
        AND (s.capacity_total, s.price_at_generation, s.currency, s.end_time)
            IS DISTINCT FROM (:capacity, :price, CAST(:currency AS char(3)), s.start_time + make_interval(mins => :duration))
 """)
@@ -105,18 +111,27 @@ async def generate(db: AsyncConnection, org_id: uuid.UUID, activity_id: uuid.UUI
     return {"created": created, "skipped": len(starts) - created}
 
 
-async def reconcile_schedule(db: AsyncConnection, org_id: uuid.UUID, activity_id: uuid.UUID) -> None:
-    """Brings future sessions in line with the activity as it now is, over the horizon; sessions
-    with holds or bookings are never deleted or moved."""
+async def reconcile_schedule(db: AsyncConnection, org_id: uuid.UUID, activity_id: uuid.UUID,
+                             previous=None) -> None:
+    """Brings future sessions in line with the activity's schedule, over the horizon and as far as
+    sessions were ever generated; sessions with holds or bookings are never deleted or moved.
+    `previous` (the activity row before an edit) lets untouched sessions follow that edit."""
     activity = await _activity_with_zone(db, org_id, activity_id)
-    today = datetime.now(ZoneInfo(activity.timezone)).date()
+    zone = ZoneInfo(activity.timezone)
+    today = datetime.now(zone).date()
+    furthest = (await db.execute(select(func.max(activity_sessions.c.start_time)).where(
+        activity_sessions.c.organization_id == org_id, activity_sessions.c.activity_id == activity_id))).scalar()
     until = today + timedelta(days=get_settings().session_horizon_days)
+    if furthest is not None:
+        until = max(until, furthest.astimezone(zone).date())
     live = activity.is_active and activity.archived_at is None
     starts = _future_starts(activity, today, until) if live else []
     params = {"org": org_id, "activity": activity_id}
     await db.execute(_DROP_UNSCHEDULED, {**params, "starts": starts})
+    if live and previous is not None:
+        old = {f"old_{k}": v for k, v in _shape(previous).items()}
+        await db.execute(_REFRESH_UNTOUCHED, {**params, **_shape(activity), **old})
     if live:
-        await db.execute(_REFRESH_UNTOUCHED, {**params, **_shape(activity)})
         await _insert(db, org_id, activity, starts)
     await db.execute(activities.update().where(activities.c.organization_id == org_id, activities.c.id == activity_id)
                      .values(sessions_generated_until=until))
@@ -172,7 +187,7 @@ _EDIT_SESSION = text("""
     UPDATE activity_sessions
        SET capacity_total = :total,
            capacity_remaining = capacity_remaining + (:total - capacity_total),
-           is_closed = :closed, version = version + 1
+           is_closed = :closed, closed_by_schedule = false, version = version + 1
      WHERE organization_id = :org AND id = :id AND version = :version
        AND capacity_remaining + (:total - capacity_total) >= 0
     RETURNING id

@@ -27,7 +27,7 @@ $$;
 
 CREATE FUNCTION can_access_organization(org_id uuid) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
-  SELECT org_id IS NOT NULL AND (org_id = get_my_organization_id() OR is_platform_admin())
+  SELECT org_id IS NOT NULL AND (org_id = get_my_organization_id() IS TRUE OR is_platform_admin())
 $$;
 
 CREATE FUNCTION touch_updated_at() RETURNS trigger
@@ -198,6 +198,8 @@ CREATE TABLE activity_sessions (
   price_at_generation  bigint NOT NULL CHECK (price_at_generation >= 0),
   currency             char(3) NOT NULL DEFAULT 'USD',
   is_closed            boolean NOT NULL DEFAULT false,
+  -- closed because its time left the schedule (reopened if the time comes back), not by staff
+  closed_by_schedule   boolean NOT NULL DEFAULT false,
   version              integer NOT NULL DEFAULT 1,
   created_at           timestamptz NOT NULL DEFAULT now(),
   updated_at           timestamptz NOT NULL DEFAULT now(),
@@ -206,7 +208,8 @@ CREATE TABLE activity_sessions (
   FOREIGN KEY (organization_id, activity_id) REFERENCES activities (organization_id, id),
   FOREIGN KEY (organization_id, venue_id) REFERENCES venues (organization_id, id),
   CHECK (0 <= capacity_remaining AND capacity_remaining <= capacity_total),
-  CHECK (end_time > start_time)
+  CHECK (end_time > start_time),
+  CHECK (is_closed OR NOT closed_by_schedule)
 );
 
 -- ---------------------------------------------------------------------------------------------
