@@ -90,7 +90,7 @@ async def client(app):
         yield c
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def owner_engine(settings):
     """A synchronous connection as the owner (bypasses RLS): for checking what is really stored."""
     from bookingtms.db.urls import owner_url

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -139,3 +142,17 @@ async def book(client: httpx.AsyncClient, tenant: Tenant, session_id: str, spots
 
 def today() -> date:
     return datetime.now(timezone.utc).date()
+
+
+async def run_doctor() -> tuple[int, str]:
+    """`bookingtms doctor` as an operator runs it, against the test database."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bookingtms.cli", "doctor", env=dict(os.environ),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    return proc.returncode, out.decode(errors="replace")

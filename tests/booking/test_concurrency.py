@@ -6,9 +6,7 @@ unbalanced when they are)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +15,7 @@ from datetime import date, timedelta
 import httpx
 from sqlalchemy import text
 
-from tests.factories import book, future_session, hold, make_activity
+from tests.factories import book, future_session, hold, make_activity, run_doctor
 
 CUSTOMER = {"email": "racer@example.com", "first_name": "Rae", "last_name": "Racer"}
 
@@ -28,20 +26,6 @@ async def http(base_url: str, connections: int = 250) -> AsyncIterator[httpx.Asy
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=httpx.Timeout(60.0)) as c:
         yield c
-
-
-async def run_doctor() -> tuple[int, str]:
-    """`bookingtms doctor` as an operator runs it, against the test database."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bookingtms.cli", "doctor", env=dict(os.environ),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
-    except asyncio.TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    return proc.returncode, out.decode(errors="replace")
 
 
 async def assert_doctor_ok() -> None:

@@ -4,8 +4,6 @@ customer lets go (at once). A real server running its own jobs does it unattende
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,21 +12,7 @@ import httpx
 
 from bookingtms.config import get_settings
 from bookingtms.worker import run_once
-from tests.factories import checkout, future_session, hold, make_activity
-
-
-async def run_doctor() -> tuple[int, str]:
-    """`bookingtms doctor` as an operator runs it, against the test database."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bookingtms.cli", "doctor", env=dict(os.environ),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
-    except asyncio.TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    return proc.returncode, out.decode(errors="replace")
+from tests.factories import checkout, future_session, hold, make_activity, run_doctor
 
 
 @contextmanager

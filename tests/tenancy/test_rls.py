@@ -14,11 +14,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
-from sqlalchemy import create_engine, pool, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from bookingtms.db.urls import app_url, owner_url
+from bookingtms.db.urls import app_url
 from tests.factories import (
     add_staff,
     checkout,
@@ -146,10 +146,8 @@ async def _populated_org(client, platform_admin, owner: Engine) -> Org:
 
 
 @pytest.fixture(scope="module")
-def owner(settings):
-    engine = create_engine(owner_url(settings), poolclass=pool.NullPool)
-    yield engine
-    engine.dispose()
+def owner(owner_engine):
+    return owner_engine
 
 
 @pytest.fixture(scope="module")

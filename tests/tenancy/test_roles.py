@@ -19,7 +19,7 @@ import httpx
 import jwt
 import pytest
 from fastapi.routing import APIRoute
-from sqlalchemy import create_engine, pool, text
+from sqlalchemy import text
 
 from bookingtms.auth.permissions import (
     ORG_ROLES,
@@ -27,7 +27,6 @@ from bookingtms.auth.permissions import (
     ROLE_RANK,
     permissions_for,
 )
-from bookingtms.db.urls import owner_url
 from tests.factories import (
     PASSWORD,
     Tenant,
@@ -87,10 +86,8 @@ async def _org(client, platform_admin) -> Org:
 
 
 @pytest.fixture(scope="module")
-def owner(settings):
-    engine = create_engine(owner_url(settings), poolclass=pool.NullPool)
-    yield engine
-    engine.dispose()
+def owner(owner_engine):
+    return owner_engine
 
 
 @pytest.fixture(scope="module")
