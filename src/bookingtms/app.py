@@ -6,15 +6,16 @@ import asyncio
 import os
 from contextlib import asynccontextmanager
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI
 from sqlalchemy import text
 
 from bookingtms import __version__, worker
 from bookingtms.activities.router import router as activities_router
+from bookingtms.api_keys.router import router as api_keys_router
 from bookingtms.auth.router import router as auth_router
 from bookingtms.bookings.router import public_router as public_bookings_router
 from bookingtms.bookings.router import router as bookings_router
+from bookingtms.cache import close_redis, get_redis
 from bookingtms.config import get_settings
 from bookingtms.customers.router import router as customers_router
 from bookingtms.db.engine import dispose_engine, get_engine
@@ -37,21 +38,19 @@ def create_app() -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.redis = aioredis.from_url(settings.redis_url) if settings.redis_url else None
         stop = asyncio.Event()
         jobs = asyncio.create_task(worker.run_forever(settings.job_interval_seconds, stop)) if run_jobs else None
         yield
         stop.set()
         if jobs:
             await jobs
-        if app.state.redis is not None:
-            await app.state.redis.aclose()
+        await close_redis()
         await dispose_engine()
 
     app = FastAPI(title="BookingTMS", version=__version__, default_response_class=OrjsonResponse, lifespan=lifespan)
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
-    for router in (auth_router, platform_router, venues_router, activities_router, sessions_router, bookings_router,
+    for router in (auth_router, api_keys_router, platform_router, venues_router, activities_router, sessions_router, bookings_router,
                    customers_router, public_venues_router, public_sessions_router, public_reservations_router,
                    public_bookings_router):
         app.include_router(router)
@@ -65,9 +64,7 @@ def create_app() -> FastAPI:
         try:
             async with get_engine().connect() as conn:
                 await conn.execute(text("SELECT 1"))
-            if app.state.redis is None:
-                raise RuntimeError("REDIS_URL is not configured")
-            await app.state.redis.ping()
+            await get_redis().ping()
         except Exception as exc:
             raise ServiceUnavailable(f"Not ready: {type(exc).__name__}", code="not_ready") from None
         return {"status": "ready"}

@@ -539,6 +539,8 @@ def test_plans_are_seeded_and_readable_by_organizations(world, owner, app_engine
 # (platform admins have no organization); organizations is the tenant root; audit_log's
 # organization_id is nullable (platform-wide events), so it cannot be part of its primary key.
 KEY_EXCEPTIONS = {"users", "organizations", "audit_log"}
+# Foreign keys from a tenant row to a platform admin, who belongs to no organization.
+PLATFORM_USER_REFS = {("access_grants", "admin_user_id")}
 
 
 def test_tenant_keys_include_the_organization(owner):
@@ -586,7 +588,9 @@ def test_tenant_keys_include_the_organization(owner):
     assert foreign, "no foreign keys found"
     for fk in foreign:
         pairs = dict(zip(fk.cols, fk.ref_cols))
-        if fk.tbl in tenant_refs and fk.ref_tbl == "organizations":
+        if (fk.tbl, fk.cols[0]) in PLATFORM_USER_REFS:
+            assert fk.ref_tbl == "users" and pairs == {fk.cols[0]: "id"}, f"{fk.conname}: {pairs}"
+        elif fk.tbl in tenant_refs and fk.ref_tbl == "organizations":
             assert pairs == {"organization_id": "id"}, f"{fk.conname}: {pairs}"
         elif fk.tbl in tenant_refs and fk.ref_tbl in tenant_refs:
             assert pairs.get("organization_id") == "organization_id", \

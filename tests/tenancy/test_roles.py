@@ -304,6 +304,7 @@ PROBES: dict[str, Probe] = {
     "customers.view": Probe(lambda c, o, h: c.get(f"/v1/customers/{o.customer_id}", headers=h)),
     "customers.manage": Probe(lambda c, o, h: c.patch(f"/v1/customers/{o.customer_id}", headers=h,
                                                       json={"first_name": unique("Name")[:20]})),
+    "api_keys.manage": Probe(lambda c, o, h: c.get("/v1/api-keys", headers=h)),
 }
 
 

@@ -25,6 +25,8 @@ PERMISSION_MATRIX: dict[str, str] = {
     "users.view": "admin",
     "venues.manage": "org-admin",
     "users.manage": "org-admin",
+    "api_keys.manage": "org-admin",
+    "audit.view": "org-admin",
     "organization.manage": "super-admin",
 }
 
@@ -32,7 +34,10 @@ PLATFORM_PERMISSIONS = (
     "platform.organizations.view",
     "platform.organizations.manage",
     "platform.plans.manage",
+    "platform.flags.manage",
     "platform.stats.view",
+    "platform.audit.view",
+    "platform.access_grants.manage",
 )
 
 

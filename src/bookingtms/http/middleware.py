@@ -7,6 +7,8 @@ import uuid
 
 import structlog
 
+from bookingtms.http import request_context
+
 log = structlog.get_logger("bookingtms.http")
 
 
@@ -17,9 +19,15 @@ class RequestContextMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        headers = dict(scope["headers"])
+        incoming = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        peer = scope["client"][0] if scope.get("client") else None
+        ip = request_context.client_ip(peer, headers.get(b"x-forwarded-for", b"").decode("latin-1") or None)
+        scope["state"]["client_ip"] = ip
+        context = request_context.begin(request_context.RequestInfo(
+            request_id=request_id, ip=ip, user_agent=headers.get(b"user-agent", b"").decode("latin-1")[:300] or None))
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
@@ -34,6 +42,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            log.info("request", method=scope["method"], path=scope["path"], status=status,
+            log.info("request", method=scope["method"], path=scope["path"], status=status, ip=ip,
                      duration_ms=round((time.perf_counter() - started) * 1000, 2))
             structlog.contextvars.clear_contextvars()
+            request_context.end(context)

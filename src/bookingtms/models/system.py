@@ -24,4 +24,5 @@ audit_log = Table(
     Column("actor_id", UUID(as_uuid=True)), Column("actor_type", Text), Column("action", Text),
     Column("target_type", Text), Column("target_id", Text), Column("request_id", Text), Column("ip", INET),
     Column("changes", JSONB), Column("created_at", DateTime(timezone=True), server_default=func.now()),
+    Column("actor_label", Text), Column("chain_seq", BigInteger), Column("prev_hash", Text), Column("row_hash", Text),
 )

@@ -23,7 +23,10 @@ users = Table(
     Column("organization_id", UUID(as_uuid=True)), Column("email", Text), Column("full_name", Text),
     Column("role", Text), Column("is_platform_team", Boolean), Column("is_active", Boolean),
     Column("permissions", JSONB), Column("password_hash", Text), Column("must_change_password", Boolean),
-    Column("last_login_at", DateTime(timezone=True)), *timestamps(),
+    Column("last_login_at", DateTime(timezone=True)), Column("token_version", Integer),
+    Column("totp_secret", Text), Column("totp_enabled", Boolean), Column("recovery_codes", JSONB),
+    Column("oidc_subject", Text), Column("deactivated_at", DateTime(timezone=True)),
+    Column("invited_by", UUID(as_uuid=True)), *timestamps(),
 )
 
 venues = Table(

@@ -1,0 +1,71 @@
+"""What a token check needs to know about a user or an API key, cached in Redis (PRD 3.3:
+permissions 5 minutes) and invalidated the moment it changes, so revocation is immediate."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+
+import structlog
+from sqlalchemy import text
+
+from bookingtms.cache import get_redis
+from bookingtms.db.engine import get_engine
+
+log = structlog.get_logger("bookingtms.auth")
+TTL_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class UserState:
+    is_active: bool
+    token_version: int
+    role: str
+    organization_id: str | None
+    organization_status: str | None
+
+
+def _user_key(user_id: uuid.UUID) -> str:
+    return f"auth:user:{user_id}"
+
+
+async def user_state(user_id: uuid.UUID) -> UserState | None:
+    try:
+        cached = await get_redis().get(_user_key(user_id))
+        if cached:
+            return UserState(**json.loads(cached))
+    except Exception:  # Redis down: fall back to the database, never to trusting the token
+        log.warning("auth_cache_unavailable")
+    async with get_engine().connect() as conn:
+        row = (await conn.execute(text("SELECT * FROM user_auth_state(:u)"), {"u": user_id})).first()
+    if row is None:
+        return None
+    state = UserState(is_active=row.is_active, token_version=row.token_version, role=row.role,
+                      organization_id=str(row.organization_id) if row.organization_id else None,
+                      organization_status=row.organization_status)
+    try:
+        await get_redis().set(_user_key(user_id), json.dumps(state.__dict__), ex=TTL_SECONDS)
+    except Exception:
+        pass
+    return state
+
+
+async def forget_user(user_id: uuid.UUID) -> None:
+    """Call after the user's role, activity or token version changed (after commit)."""
+    await get_redis().delete(_user_key(user_id))
+
+
+async def revoke_access_token(jti: str, expires_at: int) -> None:
+    """Logout: this access token stops working now, not at its expiry."""
+    ttl = max(1, expires_at - int(time.time()))
+    await get_redis().set(f"auth:revoked:{jti}", "1", ex=ttl)
+
+
+async def is_revoked(jti: str) -> bool:
+    try:
+        return bool(await get_redis().exists(f"auth:revoked:{jti}"))
+    except Exception:
+        log.warning("auth_cache_unavailable")
+        return False
