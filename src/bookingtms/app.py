@@ -12,6 +12,7 @@ from sqlalchemy import text
 from bookingtms import __version__, worker
 from bookingtms.activities.router import router as activities_router
 from bookingtms.api_keys.router import router as api_keys_router
+from bookingtms.audit.router import router as audit_router
 from bookingtms.auth.router import router as auth_router
 from bookingtms.bookings.router import public_router as public_bookings_router
 from bookingtms.bookings.router import router as bookings_router
@@ -27,6 +28,7 @@ from bookingtms.platform.router import router as platform_router
 from bookingtms.reservations.router import public_router as public_reservations_router
 from bookingtms.sessions.router import public_router as public_sessions_router
 from bookingtms.sessions.router import router as sessions_router
+from bookingtms.users.router import router as users_router
 from bookingtms.venues.router import public_router as public_venues_router
 from bookingtms.venues.router import router as venues_router
 
@@ -50,7 +52,7 @@ def create_app() -> FastAPI:
     app = FastAPI(title="BookingTMS", version=__version__, default_response_class=OrjsonResponse, lifespan=lifespan)
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
-    for router in (auth_router, api_keys_router, platform_router, venues_router, activities_router, sessions_router, bookings_router,
+    for router in (auth_router, users_router, api_keys_router, audit_router, platform_router, venues_router, activities_router, sessions_router, bookings_router,
                    customers_router, public_venues_router, public_sessions_router, public_reservations_router,
                    public_bookings_router):
         app.include_router(router)
