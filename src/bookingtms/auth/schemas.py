@@ -39,3 +39,22 @@ class PasswordResetConfirmIn(BaseModel):
 
     token: str = Field(min_length=10, max_length=200)
     new_password: str = Field(min_length=1, max_length=1024)
+
+
+class TotpConfirmIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    otp: str = Field(min_length=6, max_length=32, description="A current 6-digit code from the authenticator app")
+
+
+class TotpDisableIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    otp: str = Field(min_length=6, max_length=32, description="A current 6-digit code, or a recovery code")
+
+
+class MfaVerifyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mfa_token: str = Field(min_length=10, max_length=200)
+    otp: str = Field(min_length=6, max_length=32, description="A current 6-digit code, or a recovery code")

@@ -69,3 +69,56 @@ async def is_revoked(jti: str) -> bool:
     except Exception:
         log.warning("auth_cache_unavailable")
         return False
+
+
+def _family_key(family_id: uuid.UUID) -> str:
+    return f"auth:family:{family_id}"
+
+
+async def remember_family_token(family_id: uuid.UUID, jti: str, expires_at: int) -> None:
+    """Notes an access token issued to a sign-in, so ending the sign-in can end the token too."""
+    key = _family_key(family_id)
+    try:
+        await get_redis().hset(key, jti, str(expires_at))
+        await get_redis().expireat(key, expires_at + 5)  # tokens issued later expire later
+    except Exception:
+        log.warning("auth_cache_unavailable")
+
+
+async def revoke_family_access_tokens(family_id: uuid.UUID) -> None:
+    """Every access token still live from this sign-in stops now (logout, refresh-token reuse)."""
+    key = _family_key(family_id)
+    tokens = await get_redis().hgetall(key)
+    now = int(time.time())
+    for jti, expires_at in tokens.items():
+        if int(expires_at) > now:
+            await revoke_access_token(jti.decode() if isinstance(jti, bytes) else jti, int(expires_at))
+    await get_redis().delete(key)
+
+
+async def claim_otp(user_id: uuid.UUID, code: str, ttl_seconds: int = 120) -> bool:
+    """A TOTP code is good once: False if this user already used it (within its validity)."""
+    return bool(await get_redis().set(f"auth:otp-used:{user_id}:{code}", "1", nx=True, ex=ttl_seconds))
+
+
+async def put_mfa_ticket(ticket_hash: str, payload: dict, ttl_seconds: int) -> None:
+    await get_redis().set(f"auth:mfa-ticket:{ticket_hash}", json.dumps(payload), ex=ttl_seconds)
+
+
+async def get_mfa_ticket(ticket_hash: str) -> dict | None:
+    raw = await get_redis().get(f"auth:mfa-ticket:{ticket_hash}")
+    return json.loads(raw) if raw else None
+
+
+async def drop_mfa_ticket(ticket_hash: str) -> bool:
+    return bool(await get_redis().delete(f"auth:mfa-ticket:{ticket_hash}"))
+
+
+async def put_oidc_attempt(state_hash: str, payload: dict, ttl_seconds: int) -> None:
+    await get_redis().set(f"auth:oidc:{state_hash}", json.dumps(payload), ex=ttl_seconds)
+
+
+async def take_oidc_attempt(state_hash: str) -> dict | None:
+    """Single use: the first callback with this state takes it."""
+    raw = await get_redis().getdel(f"auth:oidc:{state_hash}")
+    return json.loads(raw) if raw else None

@@ -2,7 +2,9 @@
 
 An access token carries the user's `ver` (token_version): bumping the version in the database
 (password change or reset, deactivation) revokes every earlier token at once. `restrict` limits
-a token to finishing a password change or MFA enrolment."""
+a token to finishing a password change or MFA enrolment. `fid` names the sign-in (refresh-token
+family) the token belongs to, so logout and reuse detection can end that sign-in's access tokens
+too."""
 
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ REFRESH_TTL_SECONDS = 7 * 24 * 3600
 
 def issue_access_token(*, user_id: uuid.UUID, email: str, role: str, organization_id: uuid.UUID | None,
                        is_platform: bool, permissions: list[str], token_version: int,
-                       restrict: str | None = None) -> tuple[str, int]:
+                       restrict: str | None = None, family_id: uuid.UUID | None = None,
+                       jti: str | None = None) -> tuple[str, int]:
     settings = get_settings()
     now = int(time.time())
     ttl = settings.access_token_ttl_seconds
@@ -30,10 +33,12 @@ def issue_access_token(*, user_id: uuid.UUID, email: str, role: str, organizatio
         "sub": str(user_id), "email": email, "role": role,
         "org_id": str(organization_id) if organization_id else None,
         "is_platform": is_platform, "permissions": permissions,
-        "iat": now, "exp": now + ttl, "jti": uuid.uuid4().hex, "typ": "access", "ver": token_version,
+        "iat": now, "exp": now + ttl, "jti": jti or uuid.uuid4().hex, "typ": "access", "ver": token_version,
     }
     if restrict:
         claims["restrict"] = restrict
+    if family_id:
+        claims["fid"] = str(family_id)
     return jwt.encode(claims, settings.resolved_secret_key(), algorithm=ALGORITHM), ttl
 
 
