@@ -1,5 +1,5 @@
-"""`bookingtms doctor`: checks the capacity invariant on every session, and that customers'
-totals match their bookings. Runs as the owner (sees every tenant)."""
+"""`bookingtms doctor`: checks the capacity invariant on every session, that customers' totals
+match their bookings, and that every audit chain is intact. Runs as the owner (sees every tenant)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,69 @@ CUSTOMER_BREACHES = text("""
 """)
 
 
+# Every audit row, recomputed from its stored fields and stored prev_hash with the same SQL
+# function the trigger used, and compared with its predecessor in chain order. One chain per
+# organization, one for the platform (organization_id NULL), partitioned as the chain's unique index is.
+# A changed row no longer matches its own hash (or, if its hash was recomputed too, the next row's
+# link breaks); a deleted row leaves a gap in chain_seq. (Removing the newest rows of a chain leaves
+# no trace inside the chain: that needs an outside copy of the last hash.)
+AUDIT_BREACHES = text("""
+    WITH chained AS (
+      SELECT id, organization_id, chain_seq, prev_hash, row_hash,
+             lag(row_hash) OVER w AS pred_hash, lag(chain_seq) OVER w AS pred_seq,
+             audit_row_hash(prev_hash, chain_seq, organization_id, actor_id, actor_type, actor_label, action,
+                            target_type, target_id, request_id, ip, changes, created_at) AS computed
+        FROM audit_log
+      WINDOW w AS (PARTITION BY coalesce(organization_id, '00000000-0000-0000-0000-000000000000'::uuid)
+                   ORDER BY chain_seq)
+    )
+    SELECT organization_id, id, chain_seq, pred_seq,
+           row_hash IS DISTINCT FROM computed AS changed,
+           chain_seq IS DISTINCT FROM coalesce(pred_seq, 0) + 1 AS gap,
+           prev_hash IS DISTINCT FROM coalesce(pred_hash, '') AS broken
+      FROM chained
+     WHERE row_hash IS DISTINCT FROM computed
+        OR chain_seq IS DISTINCT FROM coalesce(pred_seq, 0) + 1
+        OR prev_hash IS DISTINCT FROM coalesce(pred_hash, '')
+     ORDER BY organization_id NULLS FIRST, chain_seq NULLS LAST, id
+""")
+
+AUDIT_TOTALS = text("SELECT count(*) AS rows, count(DISTINCT coalesce(organization_id::text, '')) AS chains "
+                    "FROM audit_log")
+
+MAX_LINES_PER_CHAIN = 20
+
+
+def audit_chain_problems(rows) -> list[str]:
+    """One readable line per damaged row, at most MAX_LINES_PER_CHAIN per chain."""
+    lines: list[str] = []
+    shown: dict[str, int] = {}
+    for r in rows:
+        chain = f"org {r.organization_id}" if r.organization_id else "platform"
+        where = f"audit chain {chain}"
+        if r.chain_seq is None:
+            problem = f"row id {r.id} has no place in the chain (chain_seq is empty)"
+        else:
+            parts = []
+            if r.gap:
+                first = (r.pred_seq or 0) + 1
+                missing = f"seq {first}" if first == r.chain_seq - 1 else f"seq {first}..{r.chain_seq - 1}"
+                parts.append(f"{missing} missing before seq {r.chain_seq} (rows deleted)" if first < r.chain_seq
+                             else f"seq {r.chain_seq} follows seq {r.pred_seq} (rows renumbered)")
+            elif r.broken:
+                parts.append(f"seq {r.chain_seq}: link broken (prev_hash differs from seq {r.pred_seq}'s hash)")
+            if r.changed:
+                parts.append(f"seq {r.chain_seq} (row id {r.id}): contents changed (hash does not match)")
+            problem = "; ".join(parts)
+        shown[chain] = shown.get(chain, 0) + 1
+        if shown[chain] <= MAX_LINES_PER_CHAIN:
+            lines.append(f"BREACH {where}: {problem}")
+    for chain, count in shown.items():
+        if count > MAX_LINES_PER_CHAIN:
+            lines.append(f"BREACH audit chain {chain}: ... and {count - MAX_LINES_PER_CHAIN} more damaged rows")
+    return lines
+
+
 def run_doctor(settings: Settings, echo=print) -> int:
     """Returns the number of breaches found (0 = healthy)."""
     engine = create_engine(owner_url(settings), poolclass=pool.NullPool)
@@ -41,6 +104,9 @@ def run_doctor(settings: Settings, echo=print) -> int:
         sessions = conn.execute(text("SELECT count(*) FROM activity_sessions")).scalar_one()
         capacity = conn.execute(CAPACITY_BREACHES).all()
         customers = conn.execute(CUSTOMER_BREACHES).all()
+        customers_count = conn.execute(text("SELECT count(*) FROM customers")).scalar_one()
+        audit = conn.execute(AUDIT_BREACHES).all()
+        audit_totals = conn.execute(AUDIT_TOTALS).one()
     engine.dispose()
     for r in capacity:
         echo(f"BREACH session {r.id} (org {r.organization_id}): capacity_remaining={r.capacity_remaining} but "
@@ -48,6 +114,9 @@ def run_doctor(settings: Settings, echo=print) -> int:
     for r in customers:
         echo(f"BREACH customer {r.id} (org {r.organization_id}): totals {r.total_bookings}/{r.total_spent} but "
              f"bookings say {r.bookings}/{r.spent}")
-    breaches = len(capacity) + len(customers)
-    echo(f"doctor: checked {sessions} sessions: {'OK' if not breaches else f'{breaches} breach(es)'}")
+    for line in audit_chain_problems(audit):
+        echo(line)
+    breaches = len(capacity) + len(customers) + len(audit)
+    echo(f"doctor: checked {sessions} sessions, {customers_count} customers, {audit_totals.rows} audit rows in "
+         f"{audit_totals.chains} chains: {'OK' if not breaches else f'{breaches} breach(es)'}")
     return breaches

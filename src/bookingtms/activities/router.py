@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Response
 
 from bookingtms.activities import service
 from bookingtms.activities.schemas import ActivityCreate, ActivityUpdate, GenerateSessions
+from bookingtms.audit.service import changed, diff, lock_target, record
 from bookingtms.db.engine import tenant_transaction
 from bookingtms.http.idempotency import IdempotencyKey, idempotent
 from bookingtms.http.pagination import PageParams
@@ -25,10 +26,15 @@ async def list_activities(venue_id: uuid.UUID | None = None, paging: PageParams 
 @router.post("", status_code=201)
 async def create_activity(body: ActivityCreate, key: str | None = IdempotencyKey,
                           p: Principal = Depends(require("activities.manage"))):
+    async def create():
+        activity = await service.create_activity(db, p.organization_id, body)
+        await record(db, "activity.created", organization_id=p.organization_id, target_type="activity",
+                     target_id=activity["id"], changes=changed({}, activity, ActivityCreate.model_fields))
+        return activity
+
     async with tenant_transaction(p.db_context()) as db:
         return await idempotent(db, key, organization_id=p.organization_id, scope=p.scope,
-                                payload=["POST /v1/activities", body.model_dump(mode="json")],
-                                create=lambda: service.create_activity(db, p.organization_id, body))
+                                payload=["POST /v1/activities", body.model_dump(mode="json")], create=create)
 
 
 @router.get("/{activity_id}")
@@ -41,13 +47,23 @@ async def get_activity(activity_id: uuid.UUID, p: Principal = Depends(require("a
 async def update_activity(activity_id: uuid.UUID, body: ActivityUpdate,
                           p: Principal = Depends(require("activities.manage"))):
     async with tenant_transaction(p.db_context()) as db:
-        return await service.update_activity(db, p.organization_id, activity_id, body)
+        await lock_target(db, "activities", p.organization_id, activity_id)
+        before = await service.get_activity(db, p.organization_id, activity_id)
+        after = await service.update_activity(db, p.organization_id, activity_id, body)
+        if (changes := changed(before, after, body.model_fields_set)):
+            await record(db, "activity.updated", organization_id=p.organization_id, target_type="activity",
+                         target_id=activity_id, changes=changes)
+        return after
 
 
 @router.delete("/{activity_id}", status_code=204)
 async def delete_activity(activity_id: uuid.UUID, p: Principal = Depends(require("activities.manage"))):
     async with tenant_transaction(p.db_context()) as db:
+        before = await service.get_activity(db, p.organization_id, activity_id)
         await service.archive_activity(db, p.organization_id, activity_id)
+        await record(db, "activity.archived", organization_id=p.organization_id, target_type="activity",
+                     target_id=activity_id, changes=diff({"is_active": before["is_active"], "archived": False},
+                                                         {"is_active": False, "archived": True}))
     return Response(status_code=204)
 
 
@@ -55,4 +71,7 @@ async def delete_activity(activity_id: uuid.UUID, p: Principal = Depends(require
 async def generate_sessions(activity_id: uuid.UUID, body: GenerateSessions,
                             p: Principal = Depends(require("activities.manage"))):
     async with tenant_transaction(p.db_context()) as db:
-        return await sessions_service.generate(db, p.organization_id, activity_id, body.from_, body.to)
+        result = await sessions_service.generate(db, p.organization_id, activity_id, body.from_, body.to)
+        await record(db, "sessions.generated", organization_id=p.organization_id, target_type="activity",
+                     target_id=activity_id, changes={"from": body.from_, "to": body.to, **result})
+        return result

@@ -1,3 +1,59 @@
-from fastapi import APIRouter
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Query
+
+from bookingtms.audit import service
+from bookingtms.db.engine import DbContext, tenant_transaction
+from bookingtms.http.pagination import PageParams
+from bookingtms.http.params import parse_instant
+from bookingtms.http.principal import Principal, require, require_platform
 
 router = APIRouter(tags=["audit"])
+
+UTC = ZoneInfo("UTC")
+
+
+class AuditFilters:
+    """`from`/`to`: dates (UTC; `to` includes that day) or RFC 3339 times."""
+
+    def __init__(self, action: str | None = Query(None, max_length=100),
+                 actor: str | None = Query(None, max_length=320, description="user or API key id, or a user's email"),
+                 target_type: str | None = Query(None, max_length=50),
+                 target: str | None = Query(None, max_length=100, description="the target's id"),
+                 start: str | None = Query(None, alias="from", max_length=40),
+                 end: str | None = Query(None, alias="to", max_length=40)):
+        self.action, self.actor, self.target_type, self.target_id = action, actor, target_type, target
+        self.start = parse_instant(start, "from", UTC)
+        finish = parse_instant(end, "to", UTC)
+        if finish is not None and end and len(end) == 10:
+            finish += timedelta(days=1)
+        self.end = finish
+
+    def as_kwargs(self) -> dict:
+        return {"action": self.action, "actor": self.actor, "target_type": self.target_type,
+                "target_id": self.target_id, "start": self.start, "end": self.end}
+
+
+@router.get("/v1/audit-log")
+async def organization_audit_log(filters: AuditFilters = Depends(), paging: PageParams = Depends(),
+                                 p: Principal = Depends(require("audit.view"))):
+    """The organization's own trail, newest first."""
+    async with tenant_transaction(p.db_context()) as db:
+        return await service.list_entries(db, organization_id=p.organization_id, **filters.as_kwargs(),
+                                          limit=paging.limit, after=paging.after)
+
+
+@router.get("/v1/platform/audit-log")
+async def platform_audit_log(organization_id: uuid.UUID | None = None, filters: AuditFilters = Depends(),
+                             paging: PageParams = Depends(),
+                             p: Principal = Depends(require_platform("platform.audit.view"))):
+    """What the platform may see: its own chain (events outside any organization) and what
+    platform admins did in organizations. Tenants' own events stay theirs."""
+    # The platform's own view, also when the admin is acting under an access grant.
+    async with tenant_transaction(DbContext(user_id=p.user_id, is_platform=True)) as db:
+        return await service.list_entries(db, organization_id=organization_id, **filters.as_kwargs(),
+                                          limit=paging.limit, after=paging.after)

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import ipaddress
 import uuid
+from datetime import datetime
 from typing import Any
 
 from fastapi.encoders import jsonable_encoder
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookingtms.db.engine import DbContext, tenant_transaction
+from bookingtms.errors import ValidationFailed
 from bookingtms.http import request_context
-from bookingtms.models import audit_log
+from bookingtms.http.pagination import page
+from bookingtms.models import audit_log, metadata
 
 SECRET_FIELDS = {"password", "password_hash", "current_password", "new_password", "totp_secret", "secret",
                  "secret_hash", "recovery_codes", "token", "refresh_token", "access_token", "otp", "temporary_password"}
@@ -65,3 +68,73 @@ async def record_alone(action: str, *, organization_id: uuid.UUID | None, target
     async with tenant_transaction(ctx) as db:
         await record(db, action, organization_id=organization_id, target_type=target_type, target_id=target_id,
                      changes=changes)
+
+
+async def lock_target(db: AsyncConnection, table: str, organization_id: uuid.UUID, row_id: uuid.UUID) -> None:
+    """Locks the tenant row an update is about to change, before its before-image is read, so the
+    diff recorded is exactly the change made (a concurrent update of the row waits for this one)."""
+    t = metadata.tables[table]
+    await db.execute(select(t.c.id).where(t.c.organization_id == organization_id, t.c.id == row_id)
+                     .with_for_update())
+
+
+def changed(before: dict[str, Any], after: dict[str, Any], fields) -> dict[str, Any]:
+    """`diff` limited to `fields` (what a request asked to change)."""
+    return diff({k: before.get(k) for k in fields}, {k: after.get(k) for k in fields})
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the trail
+# ---------------------------------------------------------------------------------------------
+LIST_COLUMNS = ("id", "organization_id", "created_at", "action", "actor_id", "actor_type", "actor_label",
+                "target_type", "target_id", "request_id", "ip", "changes", "chain_seq")
+
+
+def _cursor(after: list | None) -> tuple[datetime, int] | None:
+    if after is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(after[0])
+        row_id = int(after[1])
+    except (TypeError, ValueError):
+        raise ValidationFailed("The cursor is not one this API gave out.", code="invalid_cursor", field="cursor") from None
+    if moment.tzinfo is None:
+        raise ValidationFailed("The cursor is not one this API gave out.", code="invalid_cursor", field="cursor")
+    return moment, row_id
+
+
+def _like_prefix(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+async def list_entries(db: AsyncConnection, *, organization_id: uuid.UUID | None, action: str | None,
+                       actor: str | None, target_type: str | None, target_id: str | None, start: datetime | None,
+                       end: datetime | None, limit: int, after: list | None) -> dict[str, Any]:
+    """Newest first. `organization_id` limits to one organization's trail (row-level security
+    decides what is visible at all). `action` is exact, or a prefix when it ends with `*`
+    (`booking.*`); `actor` is a user or API key id, or a user's email."""
+    a = audit_log.c
+    query = select(*(a[c] for c in LIST_COLUMNS))
+    if organization_id is not None:
+        query = query.where(a.organization_id == organization_id)
+    if action:
+        query = query.where(a.action.like(_like_prefix(action[:-1]), escape="\\") if action.endswith("*")
+                            else a.action == action)
+    if actor:
+        try:
+            query = query.where(a.actor_id == uuid.UUID(actor))
+        except ValueError:
+            query = query.where(func.lower(a.actor_label) == actor.strip().lower())
+    if target_type:
+        query = query.where(a.target_type == target_type)
+    if target_id:
+        query = query.where(a.target_id == target_id)
+    if start is not None:
+        query = query.where(a.created_at >= start)
+    if end is not None:
+        query = query.where(a.created_at < end)
+    if (key := _cursor(after)):
+        query = query.where(func.row(a.created_at, a.id) < func.row(*key))
+    rows = (await db.execute(query.order_by(a.created_at.desc(), a.id.desc()).limit(limit + 1))).all()
+    items = [{**r._mapping, "ip": str(r.ip) if r.ip is not None else None} for r in rows]
+    return page(items, limit, lambda r: (r["created_at"].isoformat(), r["id"]))

@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import csv
+import io
 import uuid
-from datetime import date
+from datetime import date, datetime, timezone
 from typing import Literal
 
+import anyio
 from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import StreamingResponse
 
+from bookingtms.audit.service import changed, diff, record, record_alone
 from bookingtms.bookings import service
 from bookingtms.bookings.schemas import CustomerCancel, StaffBookingCreate, StaffCancel
 from bookingtms.db.engine import DbContext, get_engine, tenant_transaction
@@ -18,42 +23,132 @@ router = APIRouter(prefix="/v1/bookings", tags=["bookings"])
 public_router = APIRouter(prefix="/v1/public/bookings", tags=["public"])
 
 Reference = Path(min_length=3, max_length=32)
+CREATED_FIELDS = ("booking_reference", "session_id", "customer_id", "guest_count", "total_amount", "currency", "status",
+                  "notes")
+CANCEL_FIELDS = ("status", "payment_status", "refund_amount", "cancel_reason", "cancelled_at")
 PUBLIC_FIELDS = ("id", "booking_reference", "status", "payment_status", "guest_count", "total_amount", "currency",
                  "refund_amount", "start_time", "end_time", "activity_name", "cancellation_policy", "cancelled_at")
 
 
+class BookingFilters:
+    """The list's filters (also the export's)."""
+
+    def __init__(self, date_from: date | None = Query(None, alias="from"), date_to: date | None = Query(None, alias="to"),
+                 status: Literal["pending_payment", "confirmed", "cancelled"] | None = None,
+                 venue_id: uuid.UUID | None = None, activity_id: uuid.UUID | None = None,
+                 q: str | None = Query(None, max_length=200)):
+        self.values = {"date_from": date_from, "date_to": date_to, "status": status, "venue_id": venue_id,
+                       "activity_id": activity_id, "q": q}
+
+    def given(self) -> dict:
+        """The filters that were set, as the audit trail records them."""
+        names = {"date_from": "from", "date_to": "to"}
+        return {names.get(k, k): v for k, v in self.values.items() if v is not None}
+
+
 @router.get("")
-async def list_bookings(date_from: date | None = Query(None, alias="from"), date_to: date | None = Query(None, alias="to"),
-                        status: Literal["pending_payment", "confirmed", "cancelled"] | None = None,
-                        venue_id: uuid.UUID | None = None, activity_id: uuid.UUID | None = None,
-                        q: str | None = Query(None, max_length=200), paging: PageParams = Depends(),
+async def list_bookings(filters: BookingFilters = Depends(), paging: PageParams = Depends(),
                         p: Principal = Depends(require("bookings.view"))):
     async with tenant_transaction(p.db_context()) as db:
-        return await service.list_bookings(db, p.organization_id, date_from=date_from, date_to=date_to, status=status,
-                                           venue_id=venue_id, activity_id=activity_id, q=q, limit=paging.limit,
-                                           after=paging.after)
+        result = await service.list_bookings(db, p.organization_id, **filters.values, limit=paging.limit,
+                                             after=paging.after)
+        await record(db, "bookings.listed", organization_id=p.organization_id, target_type="booking", changes={
+            "filter": filters.given(), "count": len(result["items"]),
+            "booking_ids": [item["id"] for item in result["items"]]})
+        return result
+
+
+EXPORT_COLUMNS = ("reference", "date", "start_time", "end_time", "timezone", "venue", "activity", "guests",
+                  "total_amount", "refund_amount", "currency", "status", "payment_status", "checked_in",
+                  "customer_name", "customer_email", "customer_phone", "booked_at")
+
+
+def _cell(value) -> str:
+    """Text a spreadsheet would run as a formula is quoted (CSV injection)."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _export_values(b: dict) -> list:
+    return [b["booking_reference"], b["local_start"].date().isoformat(), b["local_start"].strftime("%H:%M"),
+            b["local_end"].strftime("%H:%M"), b["timezone"], _cell(b["venue_name"]), _cell(b["activity_name"]),
+            b["guest_count"], b["total_amount"], b["refund_amount"], b["currency"], b["status"], b["payment_status"],
+            "yes" if b["checked_in_at"] else "no",
+            _cell(f"{b['customer_first_name']} {b['customer_last_name']}".strip()), _cell(b["customer_email"]),
+            b["customer_phone"] or "", b["created_at"].isoformat()]
+
+
+@router.get("/export.csv", response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
+                             "description": "The bookings as CSV, times in each venue's zone"}})
+async def export_bookings(filters: BookingFilters = Depends(), p: Principal = Depends(require("bookings.view"))):
+    """Streams the bookings matching the list's filters as CSV (in session order). Audited as
+    `bookings.exported` with the filter and the number of rows."""
+    org_id, given = p.organization_id, filters.given()
+
+    async def stream():
+        rows, committed = 0, False
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\r\n")
+        try:
+            writer.writerow(EXPORT_COLUMNS)
+            yield buffer.getvalue().encode()
+            async with tenant_transaction(p.db_context()) as db:
+                async for batch in service.export_rows(db, org_id, **filters.values):
+                    buffer.seek(0)
+                    buffer.truncate()
+                    for booking in batch:
+                        writer.writerow(_export_values(booking))
+                    rows += len(batch)
+                    yield buffer.getvalue().encode()
+                await record(db, "bookings.exported", organization_id=org_id, target_type="booking",
+                             changes={"filter": given, "rows": rows, "format": "csv"})
+            committed = True
+        finally:
+            if not committed and rows:
+                # The download broke off after rows had left: their transaction (and its audit row)
+                # rolled back, so the export is recorded on its own.
+                with anyio.CancelScope(shield=True):
+                    await record_alone("bookings.exported", organization_id=org_id, target_type="booking",
+                                       changes={"filter": given, "rows": rows, "format": "csv", "completed": False})
+
+    filename = f"bookings-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}.csv"
+    return StreamingResponse(stream(), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                                      "Cache-Control": "no-store"})
 
 
 @router.post("", status_code=201)
 async def create_booking(body: StaffBookingCreate, key: str | None = IdempotencyKey,
                          p: Principal = Depends(require("bookings.create"))):
+    async def create():
+        booking = await service.staff_booking(db, p.organization_id, p.user_id, body.session_id, body.guest_count,
+                                              body.customer, body.notes)
+        await record(db, "booking.created", organization_id=p.organization_id, target_type="booking",
+                     target_id=booking["id"], changes=diff({}, {k: booking[k] for k in CREATED_FIELDS}))
+        return booking
+
     async with tenant_transaction(p.db_context()) as db:
         return await idempotent(db, key, organization_id=p.organization_id, scope=p.scope,
-                                payload=["POST /v1/bookings", body.model_dump(mode="json")],
-                                create=lambda: service.staff_booking(db, p.organization_id, p.user_id, body.session_id,
-                                                                     body.guest_count, body.customer, body.notes))
+                                payload=["POST /v1/bookings", body.model_dump(mode="json")], create=create)
 
 
 @router.get("/by-reference/{reference}")
 async def get_by_reference(reference: str = Reference, p: Principal = Depends(require("bookings.view"))):
     async with tenant_transaction(p.db_context()) as db:
-        return await service.get_by_reference(db, p.organization_id, reference)
+        booking = await service.get_by_reference(db, p.organization_id, reference)
+        await record(db, "booking.viewed", organization_id=p.organization_id, target_type="booking",
+                     target_id=booking["id"], changes={"reference": booking["booking_reference"]})
+        return booking
 
 
 @router.get("/{booking_id}")
 async def get_booking(booking_id: uuid.UUID, p: Principal = Depends(require("bookings.view"))):
     async with tenant_transaction(p.db_context()) as db:
-        return await service.get_booking(db, p.organization_id, booking_id)
+        booking = await service.get_booking(db, p.organization_id, booking_id)
+        await record(db, "booking.viewed", organization_id=p.organization_id, target_type="booking",
+                     target_id=booking_id)
+        return booking
 
 
 @router.post("/{booking_id}/cancel")
@@ -61,14 +156,21 @@ async def cancel_booking(booking_id: uuid.UUID, body: StaffCancel | None = None,
                          p: Principal = Depends(require("bookings.cancel"))):
     body = body or StaffCancel()
     async with tenant_transaction(p.db_context()) as db:
-        return await service.cancel_booking(db, p.organization_id, booking_id, cancelled_by=f"user:{p.user_id}",
-                                            refund=body.refund, reason=body.reason)
+        before = await service.get_booking(db, p.organization_id, booking_id)
+        after = await service.cancel_booking(db, p.organization_id, booking_id, cancelled_by=p.actor,
+                                             refund=body.refund, reason=body.reason)
+        await record(db, "booking.cancelled", organization_id=p.organization_id, target_type="booking",
+                     target_id=booking_id, changes={**changed(before, after, CANCEL_FIELDS), "refund_mode": body.refund})
+        return after
 
 
 @router.post("/{booking_id}/check-in")
 async def check_in(booking_id: uuid.UUID, p: Principal = Depends(require("bookings.checkin"))):
     async with tenant_transaction(p.db_context()) as db:
-        return await service.check_in(db, p.organization_id, booking_id)
+        booking = await service.check_in(db, p.organization_id, booking_id)
+        await record(db, "booking.checked_in", organization_id=p.organization_id, target_type="booking",
+                     target_id=booking_id, changes=diff({"checked_in_at": None}, {"checked_in_at": booking["checked_in_at"]}))
+        return booking
 
 
 async def _customer_booking_org(reference: str, email: str) -> tuple[uuid.UUID, dict]:

@@ -4,6 +4,7 @@ import uuid
 
 from fastapi import APIRouter, Depends, Query
 
+from bookingtms.audit.service import changed, lock_target, record
 from bookingtms.customers import service
 from bookingtms.customers.schemas import CustomerUpdate
 from bookingtms.db.engine import tenant_transaction
@@ -17,17 +18,30 @@ router = APIRouter(prefix="/v1/customers", tags=["customers"])
 async def list_customers(q: str | None = Query(None, max_length=200), paging: PageParams = Depends(),
                          p: Principal = Depends(require("customers.view"))):
     async with tenant_transaction(p.db_context()) as db:
-        return await service.list_customers(db, p.organization_id, q, paging.limit, paging.after)
+        result = await service.list_customers(db, p.organization_id, q, paging.limit, paging.after)
+        await record(db, "customers.listed", organization_id=p.organization_id, target_type="customer", changes={
+            "filter": {"q": q} if q else {}, "count": len(result["items"]),
+            "customer_ids": [item["id"] for item in result["items"]]})
+        return result
 
 
 @router.get("/{customer_id}")
 async def get_customer(customer_id: uuid.UUID, p: Principal = Depends(require("customers.view"))):
     async with tenant_transaction(p.db_context()) as db:
-        return await service.get_customer(db, p.organization_id, customer_id)
+        customer = await service.get_customer(db, p.organization_id, customer_id)
+        await record(db, "customer.viewed", organization_id=p.organization_id, target_type="customer",
+                     target_id=customer_id)
+        return customer
 
 
 @router.patch("/{customer_id}")
 async def update_customer(customer_id: uuid.UUID, body: CustomerUpdate,
                           p: Principal = Depends(require("customers.manage"))):
     async with tenant_transaction(p.db_context()) as db:
-        return await service.update_customer(db, p.organization_id, customer_id, body)
+        await lock_target(db, "customers", p.organization_id, customer_id)
+        before = await service.get_customer(db, p.organization_id, customer_id)
+        after = await service.update_customer(db, p.organization_id, customer_id, body)
+        if (changes := changed(before, after, body.model_fields_set)):
+            await record(db, "customer.updated", organization_id=p.organization_id, target_type="customer",
+                         target_id=customer_id, changes=changes)
+        return after

@@ -5,6 +5,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Header, Query
 
+from bookingtms.audit.service import changed, lock_target, record
 from bookingtms.db.engine import tenant_transaction
 from bookingtms.errors import PreconditionFailed, PreconditionRequired
 from bookingtms.http.pagination import PageParams
@@ -57,8 +58,13 @@ async def edit_session(session_id: uuid.UUID, body: SessionEdit, if_match: str |
                        p: Principal = Depends(require("sessions.manage"))):
     expected = _parse_if_match(if_match)
     async with tenant_transaction(p.db_context()) as db:
+        await lock_target(db, "activity_sessions", p.organization_id, session_id)
+        before = await service.get_session(db, p.organization_id, session_id)
         session = await service.edit_session(db, p.organization_id, session_id, expected, body.capacity_total,
                                              body.is_closed)
+        if (changes := changed(before, session, ("capacity_total", "capacity_remaining", "is_closed"))):
+            await record(db, "session.updated", organization_id=p.organization_id, target_type="session",
+                         target_id=session_id, changes=changes)
     return OrjsonResponse(session, headers={"ETag": _etag(session["version"])})
 
 

@@ -5,6 +5,7 @@ import uuid
 from fastapi import APIRouter, Depends, Response
 
 from bookingtms.activities import service as activities_service
+from bookingtms.audit.service import changed, diff, lock_target, record
 from bookingtms.db.engine import tenant_transaction
 from bookingtms.http.idempotency import IdempotencyKey, idempotent
 from bookingtms.http.pagination import PageParams
@@ -14,6 +15,8 @@ from bookingtms.venues import service
 from bookingtms.venues.schemas import VenueCreate, VenueUpdate
 
 router = APIRouter(prefix="/v1/venues", tags=["venues"])
+CREATED_FIELDS = ("name", "slug", "timezone", "address", "city", "state", "zip", "country", "status", "settings",
+                  "operating_hours")
 public_router = APIRouter(prefix="/v1/public/venues", tags=["public"])
 
 
@@ -26,10 +29,15 @@ async def list_venues(paging: PageParams = Depends(), p: Principal = Depends(req
 @router.post("", status_code=201)
 async def create_venue(body: VenueCreate, key: str | None = IdempotencyKey,
                        p: Principal = Depends(require("venues.manage"))):
+    async def create():
+        venue = await service.create_venue(db, p.organization_id, body)
+        await record(db, "venue.created", organization_id=p.organization_id, target_type="venue", target_id=venue["id"],
+                     changes=changed({}, venue, CREATED_FIELDS))
+        return venue
+
     async with tenant_transaction(p.db_context()) as db:
         return await idempotent(db, key, organization_id=p.organization_id, scope=p.scope,
-                                payload=["POST /v1/venues", body.model_dump(mode="json")],
-                                create=lambda: service.create_venue(db, p.organization_id, body))
+                                payload=["POST /v1/venues", body.model_dump(mode="json")], create=create)
 
 
 @router.get("/{venue_id}")
@@ -41,13 +49,22 @@ async def get_venue(venue_id: uuid.UUID, p: Principal = Depends(require("venues.
 @router.patch("/{venue_id}")
 async def update_venue(venue_id: uuid.UUID, body: VenueUpdate, p: Principal = Depends(require("venues.manage"))):
     async with tenant_transaction(p.db_context()) as db:
-        return await service.update_venue(db, p.organization_id, venue_id, body)
+        await lock_target(db, "venues", p.organization_id, venue_id)
+        before = await service.get_venue(db, p.organization_id, venue_id)
+        after = await service.update_venue(db, p.organization_id, venue_id, body)
+        if (changes := changed(before, after, body.model_fields_set)):
+            await record(db, "venue.updated", organization_id=p.organization_id, target_type="venue",
+                         target_id=venue_id, changes=changes)
+        return after
 
 
 @router.delete("/{venue_id}", status_code=204)
 async def delete_venue(venue_id: uuid.UUID, p: Principal = Depends(require("venues.manage"))):
     async with tenant_transaction(p.db_context()) as db:
+        before = await service.get_venue(db, p.organization_id, venue_id)
         await service.archive_venue(db, p.organization_id, venue_id)
+        await record(db, "venue.archived", organization_id=p.organization_id, target_type="venue", target_id=venue_id,
+                     changes=diff({"status": before["status"]}, {"status": "archived"}))
     return Response(status_code=204)
 
 
