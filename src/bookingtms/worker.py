@@ -8,6 +8,7 @@ import time
 
 import structlog
 
+from bookingtms.platform.jobs import audit_ended_grants
 from bookingtms.reservations.jobs import expire_holds
 from bookingtms.sessions.jobs import extend_horizons
 
@@ -18,6 +19,7 @@ HORIZON_EVERY_SECONDS = 3600.0
 
 async def run_once(extend: bool = True) -> dict[str, int]:
     result = {"spots_released": await expire_holds()}
+    result["access_grants_ended"] = await audit_ended_grants()
     if extend:
         result["activities_extended"] = await extend_horizons()
     return result

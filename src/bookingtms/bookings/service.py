@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -15,9 +17,10 @@ from bookingtms.customers import service as customers_service
 from bookingtms.customers.schemas import CustomerIn
 from bookingtms.errors import Conflict, NotFound, ValidationFailed
 from bookingtms.http.pagination import keyset, page
-from bookingtms.models import activities, activity_sessions, bookings, customers
+from bookingtms.models import activities, activity_sessions, bookings, customers, venues
 from bookingtms.notifications import service as notifications
 from bookingtms.payments import service as payments_service
+from bookingtms.platform.limits import check_limit
 from bookingtms.sessions import service as sessions_service
 
 REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: easy to read out on the phone
@@ -105,6 +108,7 @@ async def staff_booking(db: AsyncConnection, org_id: uuid.UUID, user_id: uuid.UU
                         guests: int, customer: CustomerIn, notes: str | None) -> dict[str, Any]:
     session = await sessions_service.bookable_session(db, org_id, session_id)
     sessions_service.check_party_size(session, guests, "guest_count")
+    await check_limit(db, org_id, "bookings_per_month")  # 403 plan_limit_reached at the plan's max_bookings
     await sessions_service.take_capacity(db, org_id, session, guests)
     result = await create_booking(db, org_id, session, guests=guests, customer=customer, source="staff",
                                   created_by=user_id, notes=notes)
@@ -147,11 +151,11 @@ async def get_by_reference(db: AsyncConnection, org_id: uuid.UUID, reference: st
     return dict(row._mapping)
 
 
-async def list_bookings(db: AsyncConnection, org_id: uuid.UUID, *, date_from, date_to, status: str | None,
-                        venue_id: uuid.UUID | None, activity_id: uuid.UUID | None, q: str | None, limit: int,
-                        after: list | None) -> dict[str, Any]:
+def _filtered(query, org_id: uuid.UUID, *, date_from, date_to, status: str | None, venue_id: uuid.UUID | None,
+              activity_id: uuid.UUID | None, q: str | None):
+    """The list's filters (shared by the list and the CSV export)."""
     b, c = bookings.c, customers.c
-    query = _detail_query().where(b.organization_id == org_id)
+    query = query.where(b.organization_id == org_id)
     if date_from:
         query = query.where(b.booking_date >= date_from)
     if date_to:
@@ -167,10 +171,40 @@ async def list_bookings(db: AsyncConnection, org_id: uuid.UUID, *, date_from, da
         like = f"%{term.lower()}%"
         query = query.where(or_(b.booking_reference == term.upper(), c.email.like(like),
                                 func.lower(c.first_name + " " + c.last_name).like(like)))
+    return query
+
+
+async def list_bookings(db: AsyncConnection, org_id: uuid.UUID, *, date_from, date_to, status: str | None,
+                        venue_id: uuid.UUID | None, activity_id: uuid.UUID | None, q: str | None, limit: int,
+                        after: list | None) -> dict[str, Any]:
+    b = bookings.c
+    query = _filtered(_detail_query(), org_id, date_from=date_from, date_to=date_to, status=status,
+                      venue_id=venue_id, activity_id=activity_id, q=q)
     if (key := keyset(after, datetime)):
         query = query.where(func.row(b.created_at, b.id) < func.row(*key))
     rows = (await db.execute(query.order_by(b.created_at.desc(), b.id.desc()).limit(limit + 1))).all()
     return page([dict(r._mapping) for r in rows], limit, lambda r: (r["created_at"].isoformat(), str(r["id"])))
+
+
+async def export_rows(db: AsyncConnection, org_id: uuid.UUID, *, batch: int = 500, **filters) -> AsyncIterator[list[dict]]:
+    """The list's bookings (same filters) in session order, in batches, with start and end times
+    in the venue's time zone. Streams from a server-side cursor: the caller's transaction must stay
+    open while it is consumed."""
+    b, s, v = bookings.c, activity_sessions.c, venues.c
+    query = _filtered(
+        _detail_query().add_columns(v.name.label("venue_name"), v.timezone)
+        .join(venues, and_(v.organization_id == b.organization_id, v.id == b.venue_id)), org_id, **filters,
+    ).order_by(s.start_time, b.booking_reference).execution_options(yield_per=batch)
+    result = await db.stream(query)
+    async for rows in result.partitions(batch):
+        out = []
+        for row in rows:
+            item = dict(row._mapping)
+            zone = ZoneInfo(item["timezone"])
+            item["local_start"] = item["start_time"].astimezone(zone)
+            item["local_end"] = item["end_time"].astimezone(zone)
+            out.append(item)
+        yield out
 
 
 # --------------------------------------------------------------------------------------------

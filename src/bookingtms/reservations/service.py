@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bookingtms.bookings import service as bookings_service
 from bookingtms.errors import Conflict, NotFound, ReservationExpired
 from bookingtms.models import activity_sessions, slot_reservations
+from bookingtms.platform.limits import check_limit
 from bookingtms.reservations.schemas import Checkout, HoldCreate
 from bookingtms.sessions import service as sessions_service
 
@@ -45,6 +46,10 @@ async def hold(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID, data
                ttl_seconds: int) -> dict[str, Any]:
     session = await sessions_service.bookable_session(db, org_id, data.session_id, venue_id)
     sessions_service.check_party_size(session, data.spots, "spots")
+    # The month's bookings against the plan's max_bookings. Holds already taken may still be checked
+    # out (a customer mid-checkout is not turned away), so a month can end over the limit by the
+    # holds that were live when it was reached.
+    await check_limit(db, org_id, "bookings_per_month")
     await sessions_service.take_capacity(db, org_id, session, data.spots)
     row = (await db.execute(_INSERT_HOLD, {"org": org_id, "session": session.id, "email": data.customer_email,
                                            "spots": data.spots, "ttl": ttl_seconds})).one()

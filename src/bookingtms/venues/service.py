@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bookingtms.errors import Conflict, NotFound
 from bookingtms.http.pagination import keyset, page
 from bookingtms.models import venues
+from bookingtms.platform.limits import check_limit
 from bookingtms.venues.schemas import VenueCreate, VenueUpdate
 
 PUBLIC_FIELDS = ("id", "name", "slug", "timezone", "address", "city", "state", "zip", "country")
@@ -43,6 +44,7 @@ async def _free_slug(db: AsyncConnection, org_id: uuid.UUID, wanted: str | None,
 
 
 async def create_venue(db: AsyncConnection, org_id: uuid.UUID, data: VenueCreate) -> dict[str, Any]:
+    await check_limit(db, org_id, "venues")  # 403 plan_limit_reached at the plan's max_venues
     values = data.model_dump()
     values["slug"] = await _free_slug(db, org_id, data.slug, data.name)
     row = (await db.execute(
