@@ -29,6 +29,7 @@ os.environ.setdefault("BOOKINGTMS_SECRET_KEY", "test-secret-key-not-for-producti
 os.environ["BOOKINGTMS_DATA_DIR"] = str(DATA_DIR)
 os.environ["BOOKINGTMS_RUN_JOBS"] = "0"  # tests run jobs explicitly
 os.environ.setdefault("BOOKINGTMS_LOG_LEVEL", "WARNING")
+os.environ.setdefault("BOOKINGTMS_RATE_LIMITS", "0")  # bursts from 127.0.0.1; tests/http turns limits on
 
 
 def _fresh_database(server_url: str) -> str:

@@ -22,6 +22,12 @@ class Settings(BaseSettings):
     base_url: str = Field(default="http://127.0.0.1:8000", alias="BOOKINGTMS_BASE_URL")
     trusted_proxies: str = Field(default="", alias="BOOKINGTMS_TRUSTED_PROXIES")
     rate_limits: bool = Field(default=True, alias="BOOKINGTMS_RATE_LIMITS")
+    # Overrides of the rate limit table in http/ratelimit.py (PRD 3.2.1), in `limits` notation
+    # ("100/minute", "5/10 seconds"); unset keeps the table's value.
+    rate_limit_public: str | None = Field(default=None, alias="BOOKINGTMS_RATE_LIMIT_PUBLIC")
+    rate_limit_authenticated: str | None = Field(default=None, alias="BOOKINGTMS_RATE_LIMIT_AUTHENTICATED")
+    rate_limit_admin: str | None = Field(default=None, alias="BOOKINGTMS_RATE_LIMIT_ADMIN")
+    rate_limit_webhook: str | None = Field(default=None, alias="BOOKINGTMS_RATE_LIMIT_WEBHOOK")
     # How often the in-process job loop wakes; tests shorten it.
     job_interval_seconds: float = Field(default=5.0, alias="BOOKINGTMS_JOB_INTERVAL_SECONDS", gt=0)
     # How far ahead sessions are kept generated.
@@ -29,10 +35,22 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, alias="BOOKINGTMS_DB_POOL_SIZE", gt=0)
     db_max_overflow: int = Field(default=10, alias="BOOKINGTMS_DB_MAX_OVERFLOW", ge=0)
     log_level: str = Field(default="INFO", alias="BOOKINGTMS_LOG_LEVEL")
+    # Sign in with Google (or any OpenID Connect provider) for staff; off unless a client is configured.
+    oidc_issuer: str = Field(default="https://accounts.google.com", alias="OIDC_ISSUER")
+    oidc_client_id: str | None = Field(default=None, alias="OIDC_CLIENT_ID")
+    oidc_client_secret: str | None = Field(default=None, alias="OIDC_CLIENT_SECRET")
+    oidc_redirect_uri: str | None = Field(default=None, alias="OIDC_REDIRECT_URI")
 
     # Name of the login role the application uses; migrations create it.
     app_db_role: str = "bookingtms_app"
     access_token_ttl_seconds: int = 3600
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id and self.oidc_client_secret)
+
+    def resolved_oidc_redirect_uri(self) -> str:
+        return self.oidc_redirect_uri or f"{self.base_url.rstrip('/')}/v1/auth/oidc/callback"
 
     def resolved_secret_key(self) -> str:
         """The signing secret: from the environment, else generated once into the data dir."""
