@@ -21,9 +21,12 @@ from bookingtms.config import get_settings
 from bookingtms.customers.router import router as customers_router
 from bookingtms.db.engine import dispose_engine, get_engine
 from bookingtms.errors import ServiceUnavailable, install_error_handlers
+from bookingtms.http import security
 from bookingtms.http.middleware import RequestContextMiddleware
+from bookingtms.http.ratelimit import RateLimitMiddleware, resolve_limits
 from bookingtms.http.responses import OrjsonResponse
 from bookingtms.logs import configure_logging
+from bookingtms.organizations.router import router as organizations_router
 from bookingtms.platform.router import router as platform_router
 from bookingtms.reservations.router import public_router as public_reservations_router
 from bookingtms.sessions.router import public_router as public_sessions_router
@@ -50,9 +53,15 @@ def create_app() -> FastAPI:
         await dispose_engine()
 
     app = FastAPI(title="BookingTMS", version=__version__, default_response_class=OrjsonResponse, lifespan=lifespan)
+    # Each add_middleware wraps the ones added before it. From the outside in: security headers
+    # (around everything, 500s included), request id and log line (resolves the client address),
+    # CORS for /v1/public/*, rate limits (limits parsed here, so a malformed override stops start-up).
+    app.add_middleware(RateLimitMiddleware, enabled=settings.rate_limits, limits=resolve_limits(settings))
+    app.add_middleware(security.PublicCorsMiddleware)
     app.add_middleware(RequestContextMiddleware)
+    security.install(app)
     install_error_handlers(app)
-    for router in (auth_router, users_router, api_keys_router, audit_router, platform_router, venues_router, activities_router, sessions_router, bookings_router,
+    for router in (auth_router, organizations_router, users_router, api_keys_router, audit_router, platform_router, venues_router, activities_router, sessions_router, bookings_router,
                    customers_router, public_venues_router, public_sessions_router, public_reservations_router,
                    public_bookings_router):
         app.include_router(router)
@@ -71,4 +80,42 @@ def create_app() -> FastAPI:
             raise ServiceUnavailable(f"Not ready: {type(exc).__name__}", code="not_ready") from None
         return {"status": "ready"}
 
+    app.openapi = lambda: _openapi_with_problems(app)
     return app
+
+
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "detail": {"type": "string"}, "code": {"type": "string"}, "instance": {"type": "string"},
+        "field": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object", "properties": {
+            "field": {"type": "string"}, "message": {"type": "string"}}}},
+    },
+    "additionalProperties": True,
+}
+
+
+def _openapi_with_problems(app: FastAPI) -> dict:
+    """The generated document, saying what errors really look like: every 4xx and 5xx is
+    application/problem+json (FastAPI would document its own 422 shape)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Problem"] = PROBLEM_SCHEMA
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    problem = {"content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            responses["422"] = {"description": "Invalid request", **problem}
+            responses.setdefault("4XX", {"description": "Client error", **problem})
+            responses.setdefault("5XX", {"description": "Server unavailable", **problem})
+    app.openapi_schema = schema
+    return schema

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bookingtms.activities.schedule import Schedule, check_day
+from bookingtms.http.json_fields import JsonObject
 
 MAX_PRICE = 100_000_000  # minor units: a million in major units is beyond any timed experience
 CURRENCY = r"^[A-Z]{3}$"
@@ -36,7 +36,7 @@ class ActivityCreate(BaseModel):
     schedule: Schedule = Field(default_factory=Schedule)
     cancellation_policy: CancellationPolicy = Field(default_factory=CancellationPolicy)
     is_active: bool = True
-    settings: dict[str, Any] = Field(default_factory=dict)
+    settings: JsonObject = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _players(self) -> "ActivityCreate":
@@ -64,7 +64,7 @@ class ActivityUpdate(BaseModel):
     schedule: Schedule | None = None
     cancellation_policy: CancellationPolicy | None = None
     is_active: bool | None = None
-    settings: dict[str, Any] | None = None
+    settings: JsonObject | None = None
 
 
 class GenerateSessions(BaseModel):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from bookingtms.http.json_fields import JsonObject
 
 
 class CustomerIn(BaseModel):
@@ -23,4 +24,4 @@ class CustomerUpdate(BaseModel):
     first_name: str | None = Field(None, min_length=1, max_length=100)
     last_name: str | None = Field(None, min_length=1, max_length=100)
     phone: str | None = Field(None, max_length=32, pattern=r"^\+?[0-9 ()\-.]{5,32}$")
-    metadata: dict | None = None
+    metadata: JsonObject | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -17,7 +18,13 @@ def _default(value: Any) -> Any:
 
 
 def dumps(content: Any) -> bytes:
-    return orjson.dumps(content, default=_default, option=orjson.OPT_NON_STR_KEYS)
+    try:
+        return orjson.dumps(content, default=_default, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        # orjson stops at 64-bit integers; the standard library writes any size. Input validation
+        # keeps such numbers out, so this only serves data stored before that check.
+        return json.dumps(content, default=lambda v: _default(v) if isinstance(v, (Decimal, uuid.UUID)) else str(v),
+                          separators=(",", ":"), ensure_ascii=False).encode()
 
 
 class OrjsonResponse(JSONResponse):

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from bookingtms.http.json_fields import JsonObject
 
 SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
 
@@ -28,8 +29,8 @@ class VenueFields(BaseModel):
     state: str = Field("", max_length=200)
     zip: str = Field("", max_length=32)
     country: str = Field("", max_length=64)
-    settings: dict[str, Any] = Field(default_factory=dict)
-    operating_hours: dict[str, Any] = Field(default_factory=dict)
+    settings: JsonObject = Field(default_factory=dict)
+    operating_hours: JsonObject = Field(default_factory=dict)
 
 
 class VenueCreate(VenueFields):
@@ -51,8 +52,8 @@ class VenueUpdate(BaseModel):
     state: str | None = Field(None, max_length=200)
     zip: str | None = Field(None, max_length=32)
     country: str | None = Field(None, max_length=64)
-    settings: dict[str, Any] | None = None
-    operating_hours: dict[str, Any] | None = None
+    settings: JsonObject | None = None
+    operating_hours: JsonObject | None = None
     status: Literal["active", "inactive"] | None = None
 
     @field_validator("timezone")
