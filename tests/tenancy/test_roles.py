@@ -305,6 +305,13 @@ PROBES: dict[str, Probe] = {
     "customers.manage": Probe(lambda c, o, h: c.patch(f"/v1/customers/{o.customer_id}", headers=h,
                                                       json={"first_name": unique("Name")[:20]})),
     "api_keys.manage": Probe(lambda c, o, h: c.get("/v1/api-keys", headers=h)),
+    "organization.view": Probe(lambda c, o, h: c.get("/v1/organization/settings", headers=h)),
+    "organization.manage": Probe(lambda c, o, h: c.patch("/v1/organization/settings", headers=h,
+                                                         json={"require_mfa_for": []})),
+    "users.view": Probe(lambda c, o, h: c.get("/v1/users", headers=h)),
+    "users.manage": Probe(lambda c, o, h: c.post("/v1/users", headers=h, json={
+        "email": f"{unique('invitee')}@example.com", "full_name": "Invited Staff", "role": "staff"}), ok=201),
+    "audit.view": Probe(lambda c, o, h: c.get("/v1/audit-log", headers=h)),
 }
 
 
