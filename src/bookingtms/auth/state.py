@@ -31,9 +31,24 @@ def _user_key(user_id: uuid.UUID) -> str:
     return f"auth:user:{user_id}"
 
 
+def _generation_key(user_id: uuid.UUID) -> str:
+    return f"auth:user-gen:{user_id}"
+
+
+# Stores the state only if no forget_user happened since the reader looked at the generation:
+# a request that read the database just before a change committed cannot re-cache stale state.
+_SET_IF_CURRENT = """
+if (redis.call('GET', KEYS[2]) or '0') == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+end
+return 1
+"""
+
+
 async def user_state(user_id: uuid.UUID) -> UserState | None:
+    generation = None
     try:
-        cached = await get_redis().get(_user_key(user_id))
+        cached, generation = await get_redis().mget(_user_key(user_id), _generation_key(user_id))
         if cached:
             return UserState(**json.loads(cached))
     except Exception:  # Redis down: fall back to the database, never to trusting the token
@@ -46,7 +61,8 @@ async def user_state(user_id: uuid.UUID) -> UserState | None:
                       organization_id=str(row.organization_id) if row.organization_id else None,
                       organization_status=row.organization_status)
     try:
-        await get_redis().set(_user_key(user_id), json.dumps(state.__dict__), ex=TTL_SECONDS)
+        await get_redis().eval(_SET_IF_CURRENT, 2, _user_key(user_id), _generation_key(user_id),
+                               (generation or b"0").decode(), json.dumps(state.__dict__), TTL_SECONDS)
     except Exception:
         pass
     return state
@@ -54,7 +70,11 @@ async def user_state(user_id: uuid.UUID) -> UserState | None:
 
 async def forget_user(user_id: uuid.UUID) -> None:
     """Call after the user's role, activity or token version changed (after commit)."""
-    await get_redis().delete(_user_key(user_id))
+    pipe = get_redis().pipeline(transaction=True)
+    pipe.incr(_generation_key(user_id))
+    pipe.expire(_generation_key(user_id), 2 * TTL_SECONDS)
+    pipe.delete(_user_key(user_id))
+    await pipe.execute()
 
 
 async def revoke_access_token(jti: str, expires_at: int) -> None:

@@ -49,7 +49,7 @@ async def hold(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID, data
     # The month's bookings against the plan's max_bookings. Holds already taken may still be checked
     # out (a customer mid-checkout is not turned away), so a month can end over the limit by the
     # holds that were live when it was reached.
-    await check_limit(db, org_id, "bookings_per_month")
+    await check_limit(db, org_id, "bookings_per_month", lock=False)
     await sessions_service.take_capacity(db, org_id, session, data.spots)
     row = (await db.execute(_INSERT_HOLD, {"org": org_id, "session": session.id, "email": data.customer_email,
                                            "spots": data.spots, "ttl": ttl_seconds})).one()
