@@ -41,6 +41,24 @@ class Settings(BaseSettings):
     oidc_client_secret: str | None = Field(default=None, alias="OIDC_CLIENT_SECRET")
     oidc_redirect_uri: str | None = Field(default=None, alias="OIDC_REDIRECT_URI")
 
+    # Payments (issue 4): Stripe Connect is used when a secret key is configured.
+    stripe_secret_key: str | None = Field(default=None, alias="STRIPE_SECRET_KEY")
+    stripe_webhook_secret: str | None = Field(default=None, alias="STRIPE_WEBHOOK_SECRET")
+    # How long a Stripe Checkout Session (and so a pending booking's hold) lasts; Stripe's minimum is 30 min.
+    stripe_checkout_minutes: int = Field(default=30, alias="BOOKINGTMS_STRIPE_CHECKOUT_MINUTES", ge=30, le=1440)
+
+    # Notifications (issue 4): email goes to the `file` backend (one .eml per message under the data
+    # dir) unless SMTP_URL or RESEND_API_KEY is set; BOOKINGTMS_EMAIL_BACKEND forces one.
+    email_backend: str | None = Field(default=None, alias="BOOKINGTMS_EMAIL_BACKEND")
+    email_from: str = Field(default="BookingTMS <no-reply@bookingtms.dev>", alias="BOOKINGTMS_EMAIL_FROM")
+    smtp_url: str | None = Field(default=None, alias="SMTP_URL")
+    resend_api_key: str | None = Field(default=None, alias="RESEND_API_KEY")
+    twilio_account_sid: str | None = Field(default=None, alias="TWILIO_ACCOUNT_SID")
+    twilio_auth_token: str | None = Field(default=None, alias="TWILIO_AUTH_TOKEN")
+    twilio_from_number: str | None = Field(default=None, alias="TWILIO_FROM_NUMBER")
+    notification_max_attempts: int = Field(default=8, alias="BOOKINGTMS_NOTIFICATION_MAX_ATTEMPTS", ge=1, le=50)
+    notification_backoff_seconds: float = Field(default=30.0, alias="BOOKINGTMS_NOTIFICATION_BACKOFF_SECONDS", gt=0)
+
     # Name of the login role the application uses; migrations create it.
     app_db_role: str = "bookingtms_app"
     access_token_ttl_seconds: int = 3600

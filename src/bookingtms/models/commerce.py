@@ -28,7 +28,9 @@ bookings = Table(
     Column("currency", Text), Column("refund_amount", BigInteger), Column("cancellation_policy", JSONB),
     Column("cancelled_at", DateTime(timezone=True)), Column("cancel_reason", Text), Column("cancelled_by", Text),
     Column("checked_in_at", DateTime(timezone=True)), Column("notes", Text),
-    Column("stripe_payment_intent_id", Text), Column("created_by", UUID(as_uuid=True)), *timestamps(),
+    Column("stripe_payment_intent_id", Text), Column("created_by", UUID(as_uuid=True)),
+    Column("reminder_sent_at", DateTime(timezone=True)), Column("attention", Text),
+    Column("payment_expires_at", DateTime(timezone=True)), *timestamps(),
 )
 
 payments = Table(
@@ -36,7 +38,10 @@ payments = Table(
     Column("booking_id", UUID(as_uuid=True)), Column("provider", Text), Column("kind", Text),
     Column("amount", BigInteger), Column("currency", Text), Column("status", Text),
     Column("stripe_payment_intent_id", Text), Column("application_fee_amount", BigInteger),
-    Column("net_to_merchant", BigInteger), *timestamps(),
+    Column("net_to_merchant", BigInteger), Column("stripe_checkout_session_id", Text),
+    Column("stripe_charge_id", Text), Column("stripe_refund_id", Text), Column("refunded_amount", BigInteger),
+    Column("application_fee_refunded", BigInteger), Column("charge_id", UUID(as_uuid=True)),
+    Column("failure_reason", Text), *timestamps(),
 )
 
 promo_codes = Table(

@@ -16,6 +16,16 @@ notification_outbox = Table(
     Column("status", Text), Column("attempts", Integer), Column("next_attempt_at", DateTime(timezone=True)),
     Column("last_error", Text), Column("sent_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), server_default=func.now()),
+    Column("locked_until", DateTime(timezone=True)), Column("provider_message_id", Text),
+    Column("booking_id", UUID(as_uuid=True)),
+)
+
+stripe_events = Table(
+    "stripe_events", metadata,
+    Column("organization_id", UUID(as_uuid=True), primary_key=True), Column("id", Text, primary_key=True),
+    Column("type", Text), Column("account", Text), Column("payload", JSONB),
+    Column("received_at", DateTime(timezone=True), server_default=func.now()),
+    Column("handled_at", DateTime(timezone=True)), Column("attempts", Integer), Column("last_error", Text),
 )
 
 audit_log = Table(

@@ -14,7 +14,7 @@ organizations = Table(
     Column("current_venues_count", Integer), Column("current_staff_count", Integer),
     Column("current_bookings_this_month", Integer), Column("subscription_status", Text),
     Column("trial_ends_at", DateTime(timezone=True)), Column("suspended_at", DateTime(timezone=True)),
-    Column("settings", JSONB), *timestamps(),
+    Column("settings", JSONB), Column("payment_provider", Text), *timestamps(),
 )
 
 users = Table(
@@ -34,5 +34,5 @@ venues = Table(
     Column("name", Text), Column("slug", Text), Column("embed_key", Text), Column("timezone", Text),
     Column("address", Text), Column("city", Text), Column("state", Text), Column("zip", Text),
     Column("country", Text), Column("settings", JSONB), Column("operating_hours", JSONB), Column("status", Text),
-    *timestamps(),
+    Column("calendar_token_hash", Text), *timestamps(),
 )
