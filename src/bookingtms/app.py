@@ -17,6 +17,7 @@ from bookingtms.auth.router import router as auth_router
 from bookingtms.bookings.router import public_router as public_bookings_router
 from bookingtms.bookings.router import router as bookings_router
 from bookingtms.cache import close_redis, get_redis
+from bookingtms.calendars.router import router as calendars_router
 from bookingtms.config import get_settings
 from bookingtms.customers.router import router as customers_router
 from bookingtms.db.engine import dispose_engine, get_engine
@@ -26,8 +27,12 @@ from bookingtms.http.middleware import RequestContextMiddleware
 from bookingtms.http.ratelimit import RateLimitMiddleware, resolve_limits
 from bookingtms.http.responses import OrjsonResponse
 from bookingtms.logs import configure_logging
+from bookingtms.notifications.router import router as notifications_router
 from bookingtms.organizations.router import router as organizations_router
+from bookingtms.payments.router import router as payments_router
+from bookingtms.payments.router import webhook_router as stripe_webhook_router
 from bookingtms.platform.router import router as platform_router
+from bookingtms.promo_codes.router import router as promo_codes_router
 from bookingtms.reservations.router import public_router as public_reservations_router
 from bookingtms.sessions.router import public_router as public_sessions_router
 from bookingtms.sessions.router import router as sessions_router
@@ -61,9 +66,10 @@ def create_app() -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     security.install(app)
     install_error_handlers(app)
-    for router in (auth_router, organizations_router, users_router, api_keys_router, audit_router, platform_router, venues_router, activities_router, sessions_router, bookings_router,
+    for router in (auth_router, organizations_router, users_router, api_keys_router, audit_router, platform_router, venues_router, calendars_router, activities_router, sessions_router, bookings_router,
                    customers_router, public_venues_router, public_sessions_router, public_reservations_router,
-                   public_bookings_router):
+                   public_bookings_router, promo_codes_router, notifications_router, payments_router,
+                   stripe_webhook_router):
         app.include_router(router)
 
     @app.get("/healthz", tags=["operations"])

@@ -8,6 +8,8 @@ import time
 
 import structlog
 
+from bookingtms.notifications.jobs import deliver_due, queue_reminders
+from bookingtms.payments.jobs import release_lapsed_payments
 from bookingtms.platform.jobs import audit_ended_grants
 from bookingtms.reservations.jobs import expire_holds
 from bookingtms.sessions.jobs import extend_horizons
@@ -20,6 +22,9 @@ HORIZON_EVERY_SECONDS = 3600.0
 async def run_once(extend: bool = True) -> dict[str, int]:
     result = {"spots_released": await expire_holds()}
     result["access_grants_ended"] = await audit_ended_grants()
+    result["payments_released"] = await release_lapsed_payments()
+    result["reminders_queued"] = await queue_reminders()
+    result["notifications_sent"] = await deliver_due()
     if extend:
         result["activities_extended"] = await extend_horizons()
     return result

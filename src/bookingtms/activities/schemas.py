@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import date
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 from bookingtms.activities.schedule import Schedule, check_day
 from bookingtms.http.json_fields import JsonObject
@@ -13,9 +13,30 @@ CURRENCY = r"^[A-Z]{3}$"
 
 
 class CancellationPolicy(BaseModel):
+    """Full refund up to `full_refund_hours` before the start; `partial_refund_percent` % up to
+    `partial_refund_hours` before it (a second, later window); none after. Stored (and snapshotted
+    on each booking) without the keys left unset."""
+
     model_config = ConfigDict(extra="forbid")
 
     full_refund_hours: int = Field(24, ge=0, le=8760, description="Hours before start up to which a full refund applies")
+    partial_refund_hours: int | None = Field(
+        None, ge=0, le=8760, description="Hours before start up to which the partial refund applies "
+                                         "(less than full_refund_hours)")
+    partial_refund_percent: int | None = Field(
+        None, ge=0, le=100, description="Percentage refunded within the partial window")
+
+    @model_validator(mode="after")
+    def _windows(self) -> "CancellationPolicy":
+        if (self.partial_refund_hours is None) != (self.partial_refund_percent is None):
+            raise ValueError("partial_refund_hours and partial_refund_percent go together")
+        if self.partial_refund_hours is not None and self.partial_refund_hours > self.full_refund_hours:
+            raise ValueError("partial_refund_hours must not exceed full_refund_hours")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset(self, handler) -> dict[str, int]:
+        return {k: v for k, v in handler(self).items() if v is not None}
 
 
 class ActivityCreate(BaseModel):

@@ -6,7 +6,8 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -14,11 +15,13 @@ from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookingtms.customers import service as customers_service
+from bookingtms.config import get_settings
 from bookingtms.customers.schemas import CustomerIn
 from bookingtms.errors import Conflict, NotFound, ValidationFailed
 from bookingtms.http.pagination import keyset, page
 from bookingtms.models import activities, activity_sessions, bookings, customers, venues
 from bookingtms.notifications import service as notifications
+from bookingtms.payments import providers
 from bookingtms.payments import service as payments_service
 from bookingtms.platform.limits import check_limit
 from bookingtms.sessions import service as sessions_service
@@ -35,10 +38,10 @@ _INSERT_BOOKING = text("""
     INSERT INTO bookings (organization_id, venue_id, activity_id, session_id, customer_id, reservation_id,
                           booking_reference, status, payment_status, source, booking_date, guest_count,
                           unit_price_amount, subtotal_amount, promo_code, promo_discount, total_amount, currency,
-                          cancellation_policy, notes, created_by)
-    VALUES (:org, :venue, :activity, :session, :customer, :reservation, :reference, 'confirmed', 'unpaid', :source,
+                          cancellation_policy, notes, created_by, payment_expires_at)
+    VALUES (:org, :venue, :activity, :session, :customer, :reservation, :reference, :status, :payment_status, :source,
             :booking_date, :guests, :unit_price, :subtotal, :promo_code, :discount, :total, :currency,
-            CAST(:policy AS jsonb), :notes, :created_by)
+            CAST(:policy AS jsonb), :notes, :created_by, :payment_expires_at)
     ON CONFLICT (organization_id, booking_reference) DO NOTHING
     RETURNING id, booking_reference, status, guest_count, total_amount, currency
 """)
@@ -69,11 +72,24 @@ async def _redeem_promo(db: AsyncConnection, org_id: uuid.UUID, code: str, sessi
 
 async def create_booking(db: AsyncConnection, org_id: uuid.UUID, session, *, guests: int, customer: CustomerIn,
                          source: str, reservation_id: uuid.UUID | None = None, created_by: uuid.UUID | None = None,
-                         notes: str | None = None, promo_code: str | None = None) -> dict[str, Any]:
-    """Writes a confirmed booking whose capacity has already been taken. Totals come from the
-    session's price, never from the client."""
+                         notes: str | None = None, promo_code: str | None = None,
+                         online_payment: bool = False) -> dict[str, Any]:
+    """Writes a booking whose capacity has already been taken. Totals come from the session's
+    price, never from the client. With `online_payment` (the widget's checkout) the organization's
+    provider takes the payment: `offline` confirms at once; `stripe` leaves the booking
+    `pending_payment` (still holding its capacity) until the payment webhook, or until
+    `payment_expires_at` releases it. Staff bookings are always offline (paid at the venue)."""
     import json
 
+    provider = providers.OFFLINE
+    org = await providers.organization(db, org_id)
+    if online_payment:
+        provider = providers.provider_named(org.payment_provider)
+        if provider is providers.STRIPE:
+            provider.check_available(org)  # 409 payments_unavailable before anything is written
+    pending = not provider.confirms_at_checkout
+    expires_at = (datetime.now(timezone.utc) + timedelta(minutes=get_settings().stripe_checkout_minutes)
+                  if pending else None)
     subtotal = session.price_at_generation * guests
     discount = await _redeem_promo(db, org_id, promo_code, session, subtotal) if promo_code else 0
     total = subtotal - discount
@@ -84,7 +100,8 @@ async def create_booking(db: AsyncConnection, org_id: uuid.UUID, session, *, gue
         "guests": guests, "unit_price": session.price_at_generation, "subtotal": subtotal,
         "promo_code": promo_code.strip().upper() if promo_code else None, "discount": discount, "total": total,
         "currency": session.currency, "policy": json.dumps(session.cancellation_policy), "notes": notes,
-        "created_by": created_by,
+        "created_by": created_by, "status": "pending_payment" if pending else "confirmed",
+        "payment_status": "pending" if pending else "unpaid", "payment_expires_at": expires_at,
     }
     for _ in range(5):  # a reference already used in this organization is simply drawn again
         booking = (await db.execute(_INSERT_BOOKING, {**params, "reference": new_reference()})).first()
@@ -92,16 +109,23 @@ async def create_booking(db: AsyncConnection, org_id: uuid.UUID, session, *, gue
             break
     else:  # pragma: no cover - 32^10 references make five collisions in a row unthinkable
         raise Conflict("Could not allocate a booking reference; please retry.", code="retry")
-    payment = await payments_service.record_offline_charge(db, org_id, booking.id, total, session.currency)
+    payment = await provider.start_checkout(db, org, providers.CheckoutRequest(
+        booking_id=booking.id, reference=booking.booking_reference, amount=total, currency=session.currency,
+        description=f"{session.activity_name}, {session.start_time.isoformat()} ({guests} guests)",
+        customer_email=customer.email, expires_at=expires_at or datetime.now(timezone.utc)))
+    result = {"booking": {"id": booking.id, "reference": booking.booking_reference, "status": booking.status,
+                          "guest_count": booking.guest_count, "subtotal_amount": subtotal,
+                          "promo_code": params["promo_code"], "promo_discount": discount,
+                          "total_amount": booking.total_amount, "currency": booking.currency},
+              "payment": payment}
+    if pending:
+        return result  # confirmed (and the confirmation sent) when the payment arrives
     await notifications.enqueue(db, org_id, "booking_confirmation", customer.email, {
         "booking_id": str(booking.id), "reference": booking.booking_reference, "activity": session.activity_name,
         "venue": session.venue_name, "start_time": session.start_time.isoformat(), "timezone": session.timezone,
         "guests": guests, "total_amount": total, "currency": session.currency,
         "first_name": customer.first_name})
-    return {"booking": {"id": booking.id, "reference": booking.booking_reference, "status": booking.status,
-                        "guest_count": booking.guest_count, "total_amount": booking.total_amount,
-                        "currency": booking.currency},
-            "payment": payment}
+    return result
 
 
 async def staff_booking(db: AsyncConnection, org_id: uuid.UUID, user_id: uuid.UUID, session_id: uuid.UUID,
@@ -211,24 +235,71 @@ async def export_rows(db: AsyncConnection, org_id: uuid.UUID, *, batch: int = 50
 # Cancelling and checking in
 # --------------------------------------------------------------------------------------------
 def refund_percent(policy: dict, start_time: datetime, mode: str, now: datetime) -> int:
-    """`policy`: the activity's policy as agreed at booking: a full refund up to
-    `full_refund_hours` before the start, none after. Staff may override with full/none."""
+    """`policy`: the activity's policy as agreed at booking (the booking's snapshot): a full refund
+    up to `full_refund_hours` before the start; `partial_refund_percent` % up to
+    `partial_refund_hours` before it (a second, later window, if the policy has one); none after.
+    Staff may override with full/none."""
     if mode == "full":
         return 100
     if mode == "none":
         return 0
     hours_before = (start_time - now).total_seconds() / 3600
-    return 100 if hours_before >= float(policy.get("full_refund_hours", 24)) else 0
+    if hours_before >= float(policy.get("full_refund_hours", 24)):
+        return 100
+    partial_hours, partial_percent = policy.get("partial_refund_hours"), policy.get("partial_refund_percent")
+    if partial_hours is not None and partial_percent and hours_before >= float(partial_hours):
+        return int(partial_percent)
+    return 0
+
+
+def percent_of(amount: int, percent: int) -> int:
+    """`percent` % of `amount` minor units, rounded half up."""
+    return int((Decimal(amount) * percent / 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+_LOCK_BOOKING = (
+    select(bookings.c.id, bookings.c.status, bookings.c.session_id, bookings.c.customer_id, bookings.c.guest_count,
+           bookings.c.total_amount, bookings.c.payment_status, bookings.c.refund_amount, bookings.c.cancel_reason,
+           bookings.c.cancelled_by, bookings.c.cancellation_policy, bookings.c.booking_reference,
+           bookings.c.currency, bookings.c.attention)
+)
+
+
+async def _lock_booking(db: AsyncConnection, org_id: uuid.UUID, booking_id: uuid.UUID):
+    return (await db.execute(_LOCK_BOOKING.where(bookings.c.organization_id == org_id, bookings.c.id == booking_id)
+                             .with_for_update())).first()
+
+
+def _payment_status_of(charge, fallback: str) -> str:
+    if charge is None or charge.status != "succeeded":
+        return fallback
+    if charge.refunded_amount >= charge.amount and charge.amount > 0:
+        return "refunded"
+    return "partially_refunded" if charge.refunded_amount > 0 else "paid"
+
+
+async def sync_payment_state(db: AsyncConnection, org_id: uuid.UUID, booking_id: uuid.UUID) -> None:
+    """Keeps the booking's refund_amount and payment_status equal to what its charge says."""
+    charge = await payments_service.charge_for_booking(db, org_id, booking_id, lock=False)
+    if charge is None:
+        return
+    row = await _lock_booking(db, org_id, booking_id)
+    await db.execute(update(bookings).where(bookings.c.organization_id == org_id, bookings.c.id == booking_id).values(
+        refund_amount=min(charge.refunded_amount, row.total_amount),
+        payment_status=_payment_status_of(charge, row.payment_status)))
 
 
 async def cancel_booking(db: AsyncConnection, org_id: uuid.UUID, booking_id: uuid.UUID, *, cancelled_by: str,
                          refund: str = "policy", reason: str | None = None,
                          forbid_after_start: bool = False) -> dict[str, Any]:
-    """Cancels once: the row lock makes a concurrent second cancel see the first's result."""
+    """Cancels once: the row lock makes a concurrent second cancel see the first's result. What
+    was paid is refunded through the charge's provider by the policy's percentage (rounded half
+    up), with the platform fee refunded in proportion; if the provider fails nothing changes."""
     b, s = bookings.c, activity_sessions.c
     row = (await db.execute(
         select(b.id, b.status, b.session_id, b.customer_id, b.guest_count, b.total_amount, b.payment_status,
-               b.cancellation_policy, b.booking_reference, b.currency, s.start_time, customers.c.email)
+               b.refund_amount, b.cancellation_policy, b.booking_reference, b.currency, s.start_time,
+               customers.c.email)
         .join_from(bookings, activity_sessions, and_(s.organization_id == b.organization_id, s.id == b.session_id))
         .join(customers, and_(customers.c.organization_id == b.organization_id, customers.c.id == b.customer_id))
         .where(b.organization_id == org_id, b.id == booking_id).with_for_update(of=bookings)
@@ -241,14 +312,31 @@ async def cancel_booking(db: AsyncConnection, org_id: uuid.UUID, booking_id: uui
     if forbid_after_start and row.start_time <= now:
         raise Conflict("The session has started; ask the venue.", code="session_started")
     percent = refund_percent(row.cancellation_policy, row.start_time, refund, now)
-    paid = row.total_amount if row.payment_status == "paid" else 0
-    refund_amount = paid * percent // 100
+    charge = await payments_service.charge_for_booking(db, org_id, booking_id)
+    refund_amount = row.refund_amount or 0
+    payment_status = row.payment_status
+    if charge is not None and charge.status == "succeeded":
+        # What the policy grants of the whole charge, less what was refunded already.
+        wanted = percent_of(charge.amount, percent) - charge.refunded_amount
+        if wanted > 0:
+            provider = providers.provider_named(charge.provider)
+            org = await providers.organization(db, org_id)
+            await provider.refund(db, org, charge, wanted, f"bookingtms-refund-{booking_id}-cancel")
+            charge = await payments_service.charge_for_booking(db, org_id, booking_id)
+        refund_amount = min(charge.refunded_amount, row.total_amount)
+        payment_status = _payment_status_of(charge, payment_status)
+    elif row.payment_status == "paid":  # paid without a charge record (marked by hand): recorded only
+        refund_amount = percent_of(row.total_amount, percent)
+        if refund_amount:
+            payment_status = "refunded" if refund_amount == row.total_amount else "partially_refunded"
+    elif charge is not None and charge.status == "pending" and charge.stripe_checkout_session_id:
+        # Nobody can pay for it any more (a payment already under way is refunded on arrival).
+        await providers.STRIPE.cancel_checkout(await providers.organization(db, org_id), charge)
+    if row.status == "pending_payment":
+        payment_status = "unpaid"
     policy = {**row.cancellation_policy, "applied": {
         "mode": refund, "refund_percent": percent, "cancelled_at": now.isoformat(),
         "hours_before_start": round((row.start_time - now).total_seconds() / 3600, 2)}}
-    payment_status = row.payment_status
-    if refund_amount:
-        payment_status = "refunded" if refund_amount == paid else "partially_refunded"
     await db.execute(update(bookings).where(b.organization_id == org_id, b.id == booking_id).values(
         status="cancelled", cancelled_at=func.now(), cancel_reason=reason, cancelled_by=cancelled_by,
         refund_amount=refund_amount, cancellation_policy=policy, payment_status=payment_status))
@@ -259,6 +347,101 @@ async def cancel_booking(db: AsyncConnection, org_id: uuid.UUID, booking_id: uui
         "booking_id": str(booking_id), "reference": row.booking_reference, "refund_amount": refund_amount,
         "currency": row.currency, "refund_percent": percent})
     return await get_booking(db, org_id, booking_id)
+
+
+# --------------------------------------------------------------------------------------------
+# Online payments: a pending_payment booking is paid, or released when its payment lapses
+# --------------------------------------------------------------------------------------------
+PAYMENT_EXPIRED = "payment_expired"
+
+
+async def release_unpaid(db: AsyncConnection, org_id: uuid.UUID, booking_id: uuid.UUID) -> bool:
+    """Releases a booking whose payment did not arrive in time: cancelled by the system (reason
+    `payment_expired`), capacity returned, customer totals lowered. False if it was not pending."""
+    row = await _lock_booking(db, org_id, booking_id)
+    if row is None or row.status != "pending_payment":
+        return False
+    await db.execute(update(bookings).where(bookings.c.organization_id == org_id, bookings.c.id == booking_id).values(
+        status="cancelled", cancelled_at=func.now(), cancel_reason=PAYMENT_EXPIRED, cancelled_by="system",
+        payment_status="unpaid"))
+    await sessions_service.return_capacity(db, org_id, row.session_id, row.guest_count)
+    await customers_service.record_cancellation(db, org_id, row.customer_id, row.total_amount)
+    await payments_service.void_pending(db, org_id, booking_id)
+    return True
+
+
+async def release_lapsed(db: AsyncConnection, org_id: uuid.UUID, batch: int = 200) -> int:
+    """Job step: releases this organization's pending payments whose time has passed."""
+    b = bookings.c
+    ids = (await db.execute(select(b.id).where(
+        b.organization_id == org_id, b.status == "pending_payment", b.payment_expires_at <= func.now())
+        .order_by(b.payment_expires_at).limit(batch).with_for_update(skip_locked=True))).scalars().all()
+    return sum([await release_unpaid(db, org_id, booking_id) for booking_id in ids])
+
+
+async def _enqueue_confirmation(db: AsyncConnection, org_id: uuid.UUID, booking_id: uuid.UUID) -> None:
+    booking = await get_booking(db, org_id, booking_id)
+    session = await sessions_service.bookable_session(db, org_id, booking["session_id"])
+    await notifications.enqueue(db, org_id, "booking_confirmation", booking["customer_email"], {
+        "booking_id": str(booking_id), "reference": booking["booking_reference"], "activity": session.activity_name,
+        "venue": session.venue_name, "start_time": session.start_time.isoformat(), "timezone": session.timezone,
+        "guests": booking["guest_count"], "total_amount": booking["total_amount"], "currency": booking["currency"],
+        "first_name": booking["customer_first_name"]})
+
+
+async def _retake_capacity(db: AsyncConnection, org_id: uuid.UUID, session_id: uuid.UUID, guests: int) -> bool:
+    """The released booking's spots again, if the session still has them (the same conditional
+    UPDATE as a hold: a started, closed or unbookable session counts as no capacity)."""
+    from bookingtms.errors import AppError
+
+    try:
+        session = await sessions_service.bookable_session(db, org_id, session_id)
+        await sessions_service.take_capacity(db, org_id, session, guests)
+    except AppError:
+        return False
+    return True
+
+
+async def settle_paid(db: AsyncConnection, org_id: uuid.UUID, booking_id: uuid.UUID, *, amount: int,
+                      checkout_session_id: str | None, payment_intent_id: str | None) -> str:
+    """A completed payment. A pending booking is confirmed. A booking released meanwhile takes its
+    capacity again if the session has it and is confirmed; otherwise (or if it was cancelled on
+    purpose) it is flagged in `attention` and refunded in full, fee included — never oversold.
+    Returns what happened: confirmed | reinstated | refunded | duplicate | unknown."""
+    row = await _lock_booking(db, org_id, booking_id)
+    charge = await payments_service.charge_by_stripe(db, org_id, checkout_session_id=checkout_session_id,
+                                                     payment_intent_id=payment_intent_id, booking_id=booking_id)
+    if row is None or charge is None or charge.booking_id != booking_id:
+        return "unknown"
+    if not await payments_service.mark_charge_succeeded(db, org_id, charge, amount=amount,
+                                                        payment_intent_id=payment_intent_id):
+        return "duplicate"
+    where = (bookings.c.organization_id == org_id, bookings.c.id == booking_id)
+    outcome = "confirmed"
+    if row.status == "cancelled":
+        if row.cancel_reason == PAYMENT_EXPIRED and row.cancelled_by == "system" \
+                and await _retake_capacity(db, org_id, row.session_id, row.guest_count):
+            await db.execute(update(bookings).where(*where).values(
+                status="confirmed", cancelled_at=None, cancel_reason=None, cancelled_by=None))
+            await db.execute(update(customers).where(
+                customers.c.organization_id == org_id, customers.c.id == row.customer_id).values(
+                total_bookings=customers.c.total_bookings + 1, total_spent=customers.c.total_spent + row.total_amount))
+            outcome = "reinstated"
+        else:
+            attention = ("paid_after_expiry_refunded" if row.cancel_reason == PAYMENT_EXPIRED
+                         else "paid_after_cancellation_refunded")
+            await db.execute(update(bookings).where(*where).values(attention=attention))
+            charge = await payments_service.charge_for_booking(db, org_id, booking_id)
+            org = await providers.organization(db, org_id)
+            await providers.provider_named(charge.provider).refund(
+                db, org, charge, charge.amount - charge.refunded_amount, f"bookingtms-refund-{charge.id}-auto")
+            outcome = "refunded"
+    elif row.status == "pending_payment":
+        await db.execute(update(bookings).where(*where).values(status="confirmed"))
+    await sync_payment_state(db, org_id, booking_id)
+    if outcome != "refunded":
+        await _enqueue_confirmation(db, org_id, booking_id)
+    return outcome
 
 
 async def check_in(db: AsyncConnection, org_id: uuid.UUID, booking_id: uuid.UUID) -> dict[str, Any]:

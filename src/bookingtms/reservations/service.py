@@ -84,8 +84,11 @@ async def release(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID, r
 
 async def checkout(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID, reservation_id: uuid.UUID,
                    data: Checkout) -> dict[str, Any]:
-    """Turns a live hold into a confirmed booking in this one transaction; its capacity moves
-    from the hold to the booking without ever being free in between."""
+    """Turns a live hold into a booking in this one transaction; its capacity moves from the hold
+    to the booking without ever being free in between. With the offline provider the booking is
+    confirmed; with Stripe it is `pending_payment` (still holding the capacity) and the response
+    carries the Checkout Session's URL. A Stripe organization that cannot take charges -> 409
+    `payments_unavailable`, and the hold stays as it was."""
     row = await _locked(db, org_id, venue_id, reservation_id)
     if row.status == "converted":
         raise Conflict("This reservation has already been checked out.", code="reservation_converted")
@@ -94,7 +97,8 @@ async def checkout(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID, 
     session = await sessions_service.bookable_session(db, org_id, row.session_id)
     result = await bookings_service.create_booking(db, org_id, session, guests=row.spots_reserved,
                                                    customer=data.customer, source="widget",
-                                                   reservation_id=reservation_id, promo_code=data.promo_code)
+                                                   reservation_id=reservation_id, promo_code=data.promo_code,
+                                                   online_payment=True)
     await db.execute(update(slot_reservations).where(
         slot_reservations.c.organization_id == org_id, slot_reservations.c.id == reservation_id
     ).values(status="converted", booking_id=result["booking"]["id"]))
