@@ -22,6 +22,7 @@ PERMISSION_MATRIX: dict[str, str] = {
     "sessions.manage": "manager",
     "customers.manage": "manager",
     "activities.manage": "admin",
+    "promo_codes.manage": "admin",
     "users.view": "admin",
     "venues.manage": "org-admin",
     "users.manage": "org-admin",
