@@ -19,6 +19,13 @@ from bookingtms.venues.schemas import VenueCreate, VenueUpdate
 PUBLIC_FIELDS = ("id", "name", "slug", "timezone", "address", "city", "state", "zip", "country")
 
 
+def _shown(row) -> dict[str, Any]:
+    """A venue as staff see it: never the calendar token's hash, only whether a feed exists."""
+    venue = dict(row._mapping)
+    venue["calendar_feed_enabled"] = venue.pop("calendar_token_hash", None) is not None
+    return venue
+
+
 def slugify(name: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:50]
     return slug or "venue"
@@ -50,7 +57,7 @@ async def create_venue(db: AsyncConnection, org_id: uuid.UUID, data: VenueCreate
     row = (await db.execute(
         insert(venues).values(organization_id=org_id, embed_key=new_embed_key(), **values).returning(venues)
     )).one()
-    return dict(row._mapping)
+    return _shown(row)
 
 
 async def get_venue(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID) -> dict[str, Any]:
@@ -58,7 +65,7 @@ async def get_venue(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID)
         venues.c.organization_id == org_id, venues.c.id == venue_id, venues.c.status != "archived"))).first()
     if row is None:
         raise NotFound("No such venue.", code="venue_not_found")
-    return dict(row._mapping)
+    return _shown(row)
 
 
 async def list_venues(db: AsyncConnection, org_id: uuid.UUID, limit: int, after: list | None) -> dict[str, Any]:
@@ -66,7 +73,7 @@ async def list_venues(db: AsyncConnection, org_id: uuid.UUID, limit: int, after:
     if (key := keyset(after)):
         query = query.where(func.row(venues.c.name, venues.c.id) > func.row(*key))
     rows = (await db.execute(query.order_by(venues.c.name, venues.c.id).limit(limit + 1))).all()
-    return page([dict(r._mapping) for r in rows], limit, lambda r: (r["name"], str(r["id"])))
+    return page([_shown(r) for r in rows], limit, lambda r: (r["name"], str(r["id"])))
 
 
 async def update_venue(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID, data: VenueUpdate) -> dict[str, Any]:
@@ -79,7 +86,7 @@ async def update_venue(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UU
         return current
     row = (await db.execute(update(venues).where(venues.c.organization_id == org_id, venues.c.id == venue_id)
                             .values(**changes).returning(venues))).one()
-    return dict(row._mapping)
+    return _shown(row)
 
 
 async def archive_venue(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID) -> None:
