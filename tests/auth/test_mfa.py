@@ -123,7 +123,7 @@ async def test_wrong_codes_count_as_failed_attempts(api, tenant):
 
 async def test_an_organization_can_require_mfa_for_its_admin_roles(api, tenant, owner_engine):
     owner = tenant.headers
-    assert (await api.get("/v1/organization/settings", headers=owner)).json() == {"require_mfa_for": []}
+    assert (await api.get("/v1/organization/settings", headers=owner)).json()["require_mfa_for"] == []
     org_admin = await make_staff(tenant, "org-admin")
     org_admin_pair = await sign_in(api, org_admin.email)
     problem(await api.patch("/v1/organization/settings", headers=bearer(org_admin_pair["access_token"]),
@@ -134,7 +134,7 @@ async def test_an_organization_can_require_mfa_for_its_admin_roles(api, tenant, 
     changed = await api.patch("/v1/organization/settings", headers=owner,
                               json={"require_mfa_for": ["admin", "org-admin", "admin"]})
     assert changed.status_code == 200, changed.text
-    assert changed.json() == {"require_mfa_for": ["org-admin", "admin"]}
+    assert changed.json()["require_mfa_for"] == ["org-admin", "admin"]
     assert (await api.get("/v1/organization/settings", headers=owner)).json() == changed.json()
     with owner_engine.connect() as conn:
         audited = conn.execute(text("SELECT changes FROM audit_log WHERE organization_id = :o AND action = "
