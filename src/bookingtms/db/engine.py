@@ -70,3 +70,30 @@ async def tenant_transaction(ctx: DbContext) -> AsyncIterator[AsyncConnection]:
     async with get_engine().begin() as conn:
         await set_context(conn, ctx)
         yield conn
+
+
+# --------------------------------------------------------------------------------------------
+# Jobs: find the organizations with work, then one tenant transaction each
+# --------------------------------------------------------------------------------------------
+async def organizations_with_work(lookup: str, params: dict) -> list[uuid.UUID]:
+    """The organizations a SECURITY DEFINER lookup names (`lookup` is its call, e.g.
+    "organizations_with_expired_holds(:n)"); it returns identifiers only, across tenants."""
+    async with get_engine().connect() as conn:
+        return list((await conn.execute(text(f"SELECT {lookup}"), params)).scalars())
+
+
+async def for_each_organization(job: str, lookup: str, params: dict, step, *, is_platform: bool = False) -> int:
+    """Runs `step(db, organization_id)` in its own tenant transaction for each organization with
+    work and adds up what the steps return. One organization's failure is logged and rolled back
+    without holding up the others."""
+    import structlog
+
+    total = 0
+    for organization_id in await organizations_with_work(lookup, params):
+        try:
+            async with tenant_transaction(DbContext(organization_id=organization_id, is_platform=is_platform)) as db:
+                total += await step(db, organization_id)
+        except Exception:
+            structlog.get_logger("bookingtms.jobs").exception("job_failed", job=job,
+                                                             organization_id=str(organization_id))
+    return total

@@ -23,7 +23,7 @@ from sqlalchemy import and_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookingtms.config import Settings, get_settings
-from bookingtms.db.engine import DbContext, get_engine, tenant_transaction
+from bookingtms.db.engine import DbContext, for_each_organization, organizations_with_work, tenant_transaction
 from bookingtms.models import (
     activities,
     activity_sessions,
@@ -84,11 +84,8 @@ def backoff_delay(settings: Settings, attempts_before: int) -> float:
 # ---------------------------------------------------------------------------------------------
 async def deliver_due(max_organizations: int = 1000, settings: Settings | None = None) -> int:
     """One round over every organization with due notifications; returns how many were sent."""
-    async with get_engine().connect() as conn:
-        org_ids = (await conn.execute(text("SELECT organizations_with_due_notifications(:n)"),
-                                      {"n": max_organizations})).scalars().all()
     sent = 0
-    for org_id in org_ids:
+    for org_id in await organizations_with_work("organizations_with_due_notifications(:n)", {"n": max_organizations}):
         try:
             sent += await deliver_for_organization(org_id, settings=settings)
         except Exception:  # one organization's trouble must not hold up the others
@@ -228,17 +225,9 @@ async def queue_reminders(now: datetime | None = None, max_organizations: int = 
     many bookings were reminded."""
     now = now or datetime.now(UTC)
     until = now + REMINDER_LEAD
-    async with get_engine().connect() as conn:
-        org_ids = (await conn.execute(text("SELECT organizations_with_reminders_due(:f, :u, :n)"),
-                                      {"f": now, "u": until, "n": max_organizations})).scalars().all()
-    queued = 0
-    for org_id in org_ids:
-        try:
-            async with tenant_transaction(DbContext(organization_id=org_id)) as db:
-                queued += await queue_reminders_for(db, org_id, now, until, batch)
-        except Exception:
-            log.exception("reminders_failed", organization_id=str(org_id))
-    return queued
+    return await for_each_organization("queue_reminders", "organizations_with_reminders_due(:f, :u, :n)",
+                                       {"f": now, "u": until, "n": max_organizations},
+                                       lambda db, org_id: queue_reminders_for(db, org_id, now, until, batch))
 
 
 async def queue_reminders_for(db: AsyncConnection, org_id: uuid.UUID, now: datetime, until: datetime,
