@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
+from fastapi.routing import APIRoute
 
 from bookingtms.auth.passwords import hash_password
 from bookingtms.db.engine import DbContext, tenant_transaction
@@ -156,3 +157,17 @@ async def run_doctor() -> tuple[int, str]:
         await proc.wait()
         raise
     return proc.returncode, out.decode(errors="replace")
+
+
+def api_routes(routes) -> list[APIRoute]:
+    """Every APIRoute of the app, looking inside included routers (newer FastAPI keeps an included
+    router as one wrapper route holding the original router)."""
+    found: list[APIRoute] = []
+    for route in routes:
+        if isinstance(route, APIRoute):
+            found.append(route)
+        elif getattr(route, "original_router", None) is not None:
+            found.extend(api_routes(route.original_router.routes))
+        elif getattr(route, "routes", None):
+            found.extend(api_routes(route.routes))
+    return found

@@ -38,11 +38,11 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi.routing import APIRoute
 from sqlalchemy import text
 
 from bookingtms.auth.permissions import ORG_ROLES, PERMISSION_MATRIX
 from tests.factories import (
+    api_routes,
     Tenant,
     add_staff,
     bearer,
@@ -66,16 +66,6 @@ PERMISSION_CODES = {"permission_denied"}
 # ------------------------------------------------------------------------------------------------
 # Route introspection (who takes a bearer) and OpenAPI helpers
 # ------------------------------------------------------------------------------------------------
-def _api_routes(routes) -> list[APIRoute]:
-    found: list[APIRoute] = []
-    for route in routes:
-        if isinstance(route, APIRoute):
-            found.append(route)
-        elif getattr(route, "original_router", None) is not None:
-            found.extend(_api_routes(route.original_router.routes))
-        elif getattr(route, "routes", None):
-            found.extend(_api_routes(route.routes))
-    return found
 
 
 def _dependency_names(dependant) -> set[str]:
@@ -90,7 +80,7 @@ def _dependency_names(dependant) -> set[str]:
 def route_dependencies(app) -> dict[tuple[str, str], set[str]]:
     """(METHOD, path) -> qualified names of every dependency in the route's tree."""
     return {(method, route.path_format): _dependency_names(route.dependant)
-            for route in _api_routes(app.routes) for method in route.methods}
+            for route in api_routes(app.routes) for method in route.methods}
 
 
 def takes_bearer(deps: set[str] | None) -> bool:

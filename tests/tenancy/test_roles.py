@@ -28,6 +28,7 @@ from bookingtms.auth.permissions import (
     permissions_for,
 )
 from tests.factories import (
+    api_routes,
     PASSWORD,
     Tenant,
     add_staff,
@@ -315,20 +316,6 @@ PROBES: dict[str, Probe] = {
     "promo_codes.manage": Probe(lambda c, o, h: c.post("/v1/promo-codes", headers=h, json={
         "code": unique("PROBE")[:30], "discount_type": "percent", "discount_value": 10}), ok=201),
 }
-
-
-def api_routes(routes) -> list[APIRoute]:
-    """Every APIRoute of the app, looking inside included routers (newer FastAPI keeps an included
-    router as one wrapper route holding the original router)."""
-    found: list[APIRoute] = []
-    for route in routes:
-        if isinstance(route, APIRoute):
-            found.append(route)
-        elif getattr(route, "original_router", None) is not None:
-            found.extend(api_routes(route.original_router.routes))
-        elif getattr(route, "routes", None):
-            found.extend(api_routes(route.routes))
-    return found
 
 
 def _guarded(route: APIRoute) -> bool:

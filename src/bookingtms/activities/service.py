@@ -9,7 +9,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookingtms.activities.schemas import ActivityCreate, ActivityUpdate
-from bookingtms.errors import Conflict, NotFound, ValidationFailed
+from bookingtms.errors import NotFound, ValidationFailed
 from bookingtms.http.pagination import keyset, page
 from bookingtms.models import activities, venues
 from bookingtms.sessions import service as sessions_service
@@ -88,8 +88,3 @@ async def public_activities(db: AsyncConnection, org_id: uuid.UUID, venue_id: uu
         activities.c.organization_id == org_id, activities.c.venue_id == venue_id, activities.c.is_active,
         activities.c.archived_at.is_(None)).order_by(activities.c.name))).all()
     return [dict(r._mapping) for r in rows]
-
-
-def ensure_bookable(activity_active: bool) -> None:
-    if not activity_active:
-        raise Conflict("This activity is not taking bookings.", code="activity_unavailable")

@@ -103,8 +103,8 @@ async def _load(prefix: str) -> list[dict[str, Any]]:
     return keys
 
 
-async def authenticate(token: str) -> dict[str, Any] | None:
-    """The live key this bearer token names, or None."""
+async def verify(token: str) -> dict[str, Any] | None:
+    """The live key this bearer token names, or None (reads only; the rate limiter uses this)."""
     parsed = parse(token)
     if parsed is None:
         return None
@@ -113,9 +113,16 @@ async def authenticate(token: str) -> dict[str, Any] | None:
         if hmac.compare_digest(key["secret_hash"], _hash(secret)):
             if key["revoked"] or (key["expires_at"] and key["expires_at"] <= time.time()):
                 return None
-            await _touch(key)
             return key
     return None
+
+
+async def authenticate(token: str) -> dict[str, Any] | None:
+    """verify(), and the key's last use recorded."""
+    key = await verify(token)
+    if key is not None:
+        await _touch(key)
+    return key
 
 
 async def _touch(key: dict[str, Any]) -> None:

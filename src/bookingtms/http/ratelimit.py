@@ -118,14 +118,14 @@ def _bearer(scope) -> str | None:
 
 
 async def _live_api_key_prefix(token: str) -> str | None:
-    from bookingtms.api_keys.service import authenticate
+    from bookingtms.api_keys.service import verify
     from bookingtms.api_keys.service import parse as parse_key
 
     parsed = parse_key(token)
     if parsed is None:
         return None
     try:
-        key = await authenticate(token)  # cached lookup of the stored hash, as the endpoint does
+        key = await verify(token)  # cached lookup of the stored hash, as the endpoint does
     except Exception:  # noqa: BLE001 - store down: the endpoint fails too; count the address
         return None
     return parsed[0] if key is not None else None

@@ -119,18 +119,24 @@ async def _send_resend(settings: Settings, outbox_id: uuid.UUID, msg: EmailMessa
             "headers": {"Message-ID": msg["Message-ID"], "X-BookingTMS-Outbox-Id": str(outbox_id)}}
     if attachments:
         body["attachments"] = attachments
+    return await _post("Resend", RESEND_URL, id_field="id", fallback_id=msg["Message-ID"], json=body, headers={
+        "Authorization": f"Bearer {settings.resend_api_key}", "Idempotency-Key": f"outbox-{outbox_id}"})
+
+
+async def _post(provider: str, url: str, *, id_field: str, fallback_id: str, **request) -> str:
+    """POSTs to an HTTP provider; returns its message id. A transport failure is worth retrying; an
+    answer of 300 or more is judged by _http_failure."""
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
-            response = await client.post(RESEND_URL, json=body, headers={
-                "Authorization": f"Bearer {settings.resend_api_key}", "Idempotency-Key": f"outbox-{outbox_id}"})
+            response = await client.post(url, **request)
     except httpx.HTTPError as exc:
-        raise DeliveryError(f"Resend: {type(exc).__name__}: {exc}") from None
+        raise DeliveryError(f"{provider}: {type(exc).__name__}: {exc}") from None
     if response.status_code >= 300:
-        raise _http_failure("Resend", response)
+        raise _http_failure(provider, response)
     try:
-        return str(response.json()["id"])
+        return str(response.json()[id_field])
     except (ValueError, KeyError, TypeError):
-        return msg["Message-ID"]
+        return fallback_id
 
 
 async def send_email(settings: Settings, outbox_id: uuid.UUID, msg: EmailMessage) -> str:
@@ -152,15 +158,5 @@ async def send_sms(settings: Settings, outbox_id: uuid.UUID, to: str, body: str)
     if not (sid and token and sender):
         raise DeliveryError("Twilio is not configured (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM_NUMBER)",
                             permanent=True)
-    try:
-        async with httpx.AsyncClient(timeout=TIMEOUT) as client:
-            response = await client.post(TWILIO_URL.format(sid=sid), auth=(sid, token),
-                                         data={"To": to, "From": sender, "Body": body})
-    except httpx.HTTPError as exc:
-        raise DeliveryError(f"Twilio: {type(exc).__name__}: {exc}") from None
-    if response.status_code >= 300:
-        raise _http_failure("Twilio", response)
-    try:
-        return str(response.json()["sid"])
-    except (ValueError, KeyError, TypeError):
-        return f"twilio:{outbox_id}"
+    return await _post("Twilio", TWILIO_URL.format(sid=sid), id_field="sid", fallback_id=f"twilio:{outbox_id}",
+                       auth=(sid, token), data={"To": to, "From": sender, "Body": body})

@@ -79,16 +79,3 @@ async def mfa_required_roles(db: AsyncConnection, organization_id: uuid.UUID) ->
     row = (await db.execute(select(organizations.c.settings).where(organizations.c.id == organization_id))).first()
     roles = ((row.settings or {}) if row else {}).get("require_mfa_for") or []
     return [r for r in roles if r in ORG_ROLES]
-
-
-async def sms_reminders_enabled(db: AsyncConnection, organization_id: uuid.UUID) -> bool:
-    """Whether this organization has turned SMS reminders on (read by the reminder job)."""
-    row = (await db.execute(select(organizations.c.settings).where(organizations.c.id == organization_id))).first()
-    return bool(((row.settings or {}) if row else {}).get("sms_reminders", False))
-
-
-async def payment_provider(db: AsyncConnection, organization_id: uuid.UUID) -> str:
-    """`offline` or `stripe`: who takes this organization's payments at checkout."""
-    row = (await db.execute(select(organizations.c.payment_provider)
-                            .where(organizations.c.id == organization_id))).first()
-    return (row.payment_provider if row else None) or "offline"

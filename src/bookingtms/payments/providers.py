@@ -174,12 +174,6 @@ def provider_named(name: str | None):
     return PROVIDERS.get(name or service.OFFLINE, OFFLINE)
 
 
-async def for_organization(db: AsyncConnection, org_id: uuid.UUID):
-    """(provider, organization) for the organization's chosen provider."""
-    org = await organization(db, org_id)
-    return provider_named(org.payment_provider), org
-
-
 # ------------------------------------------------------------------------------------------------
 # Connect onboarding
 # ------------------------------------------------------------------------------------------------
