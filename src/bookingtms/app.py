@@ -20,12 +20,14 @@ from bookingtms.cache import close_redis, get_redis
 from bookingtms.calendars.router import router as calendars_router
 from bookingtms.config import get_settings
 from bookingtms.customers.router import router as customers_router
+from bookingtms.dashboard.router import router as dashboard_router
 from bookingtms.db.engine import dispose_engine, get_engine
 from bookingtms.errors import ServiceUnavailable, install_error_handlers
 from bookingtms.http import security
 from bookingtms.http.middleware import RequestContextMiddleware
 from bookingtms.http.ratelimit import RateLimitMiddleware, resolve_limits
 from bookingtms.http.responses import OrjsonResponse
+from bookingtms import metrics
 from bookingtms.logs import configure_logging
 from bookingtms.notifications.router import router as notifications_router
 from bookingtms.organizations.router import router as organizations_router
@@ -33,6 +35,7 @@ from bookingtms.payments.router import router as payments_router
 from bookingtms.payments.router import webhook_router as stripe_webhook_router
 from bookingtms.platform.router import router as platform_router
 from bookingtms.promo_codes.router import router as promo_codes_router
+from bookingtms.realtime import router as realtime
 from bookingtms.reservations.router import public_router as public_reservations_router
 from bookingtms.sessions.router import public_router as public_sessions_router
 from bookingtms.sessions.router import router as sessions_router
@@ -50,7 +53,9 @@ def create_app() -> FastAPI:
     async def lifespan(app: FastAPI):
         stop = asyncio.Event()
         jobs = asyncio.create_task(worker.run_forever(settings.job_interval_seconds, stop)) if run_jobs else None
+        await realtime.start()
         yield
+        await realtime.stop()
         stop.set()
         if jobs:
             await jobs
@@ -65,11 +70,12 @@ def create_app() -> FastAPI:
     app.add_middleware(security.PublicCorsMiddleware)
     app.add_middleware(RequestContextMiddleware)
     security.install(app)
+    metrics.install(app)
     install_error_handlers(app)
     for router in (auth_router, organizations_router, users_router, api_keys_router, audit_router, platform_router, venues_router, calendars_router, activities_router, sessions_router, bookings_router,
                    customers_router, public_venues_router, public_sessions_router, public_reservations_router,
                    public_bookings_router, promo_codes_router, notifications_router, payments_router,
-                   stripe_webhook_router):
+                   stripe_webhook_router, dashboard_router, realtime.public_router):
         app.include_router(router)
 
     @app.get("/healthz", tags=["operations"])

@@ -14,7 +14,13 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    # A streaming replica: read-only endpoints read from it; the booking flow stays on the primary.
     database_read_url: str | None = Field(default=None, alias="DATABASE_READ_URL")
+    # A direct (unpooled) connection to the primary, for what a transaction-mode PgBouncer cannot
+    # carry: migrations (session advisory lock) and LISTEN. Defaults to DATABASE_URL.
+    database_direct_url: str | None = Field(default=None, alias="DATABASE_DIRECT_URL")
+    # Off behind PgBouncer in transaction mode (asyncpg's and SQLAlchemy's statement caches).
+    db_prepared_statements: bool = Field(default=True, alias="BOOKINGTMS_DB_PREPARED_STATEMENTS")
     redis_url: str | None = Field(default=None, alias="REDIS_URL")
     data_dir: Path = Field(default=Path("./var"), alias="BOOKINGTMS_DATA_DIR")
     secret_key: str | None = Field(default=None, alias="BOOKINGTMS_SECRET_KEY")
@@ -35,6 +41,11 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, alias="BOOKINGTMS_DB_POOL_SIZE", gt=0)
     db_max_overflow: int = Field(default=10, alias="BOOKINGTMS_DB_MAX_OVERFLOW", ge=0)
     log_level: str = Field(default="INFO", alias="BOOKINGTMS_LOG_LEVEL")
+    # Redis read-through caches (PRD 3.3.1); off only to measure what they save.
+    cache_enabled: bool = Field(default=True, alias="BOOKINGTMS_CACHE")
+    # Server-Sent Events: open streams one process serves at most, and the heartbeat interval.
+    sse_max_streams: int = Field(default=1000, alias="BOOKINGTMS_SSE_MAX_STREAMS", gt=0)
+    sse_heartbeat_seconds: float = Field(default=15.0, alias="BOOKINGTMS_SSE_HEARTBEAT_SECONDS", gt=0)
     # Sign in with Google (or any OpenID Connect provider) for staff; off unless a client is configured.
     oidc_issuer: str = Field(default="https://accounts.google.com", alias="OIDC_ISSUER")
     oidc_client_id: str | None = Field(default=None, alias="OIDC_CLIENT_ID")

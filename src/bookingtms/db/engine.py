@@ -14,6 +14,8 @@ from bookingtms.config import Settings, get_settings
 from bookingtms.db.urls import app_url
 
 _engine: AsyncEngine | None = None
+_read_engine: AsyncEngine | None = None
+_AFTER_COMMIT = "bookingtms.after_commit"
 
 
 @dataclass(frozen=True)
@@ -34,25 +36,46 @@ _SET_CONTEXT = text(
 )
 
 
+def _create_engine(url: str | None, settings: Settings) -> AsyncEngine:
+    connect_args: dict = {}
+    if not settings.db_prepared_statements:
+        # Behind PgBouncer in transaction mode a prepared statement may meet another server connection.
+        connect_args = {"statement_cache_size": 0, "prepared_statement_cache_size": 0}
+    return create_async_engine(
+        app_url(settings, url=url),
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=True,
+        pool_timeout=30,
+        connect_args=connect_args,
+    )
+
+
 def get_engine(settings: Settings | None = None) -> AsyncEngine:
+    """The primary: every write, and every read that must see the caller's own writes."""
     global _engine
     if _engine is None:
-        settings = settings or get_settings()
-        _engine = create_async_engine(
-            app_url(settings),
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_max_overflow,
-            pool_pre_ping=True,
-            pool_timeout=30,
-        )
+        _engine = _create_engine(None, settings or get_settings())
     return _engine
 
 
+def get_read_engine(settings: Settings | None = None) -> AsyncEngine:
+    """The replica when DATABASE_READ_URL is set, else the primary."""
+    global _read_engine
+    settings = settings or get_settings()
+    if not settings.database_read_url:
+        return get_engine(settings)
+    if _read_engine is None:
+        _read_engine = _create_engine(settings.database_read_url, settings)
+    return _read_engine
+
+
 async def dispose_engine() -> None:
-    global _engine
-    if _engine is not None:
-        await _engine.dispose()
-        _engine = None
+    global _engine, _read_engine
+    for engine in (_engine, _read_engine):
+        if engine is not None:
+            await engine.dispose()
+    _engine = _read_engine = None
 
 
 async def set_context(conn: AsyncConnection, ctx: DbContext) -> None:
@@ -66,10 +89,50 @@ async def set_context(conn: AsyncConnection, ctx: DbContext) -> None:
 @asynccontextmanager
 async def tenant_transaction(ctx: DbContext) -> AsyncIterator[AsyncConnection]:
     """One transaction with its row-level-security context set; committed when the block ends,
-    rolled back if it raises."""
-    async with get_engine().begin() as conn:
-        await set_context(conn, ctx)
-        yield conn
+    rolled back if it raises. Callbacks registered with after_commit run once it has committed."""
+    async with get_engine().connect() as conn:
+        conn.info[_AFTER_COMMIT] = []
+        try:
+            async with conn.begin():
+                await set_context(conn, ctx)
+                yield conn
+            callbacks = conn.info[_AFTER_COMMIT]
+        finally:
+            conn.info.pop(_AFTER_COMMIT, None)
+    for callback in callbacks:
+        await _run_quietly(callback)
+
+
+@asynccontextmanager
+async def read_transaction(ctx: DbContext) -> AsyncIterator[AsyncConnection]:
+    """A read-only transaction for endpoints that only read, on the replica when one is configured
+    (it may lag the primary by a moment: the booking flow reads its own writes from the primary)."""
+    async with get_read_engine().connect() as conn:
+        async with conn.begin():
+            await conn.execute(text("SET TRANSACTION READ ONLY"))
+            await set_context(conn, ctx)
+            yield conn
+
+
+def after_commit(db: AsyncConnection, callback) -> None:
+    """Runs `await callback()` after the tenant transaction `db` commits (never if it rolls back),
+    e.g. to invalidate caches only once the change is visible to others."""
+    pending = db.info.get(_AFTER_COMMIT)
+    if pending is None:  # not inside tenant_transaction (a test's or a script's own connection)
+        raise RuntimeError("after_commit needs a tenant_transaction")
+    if callback not in pending:
+        pending.append(callback)
+
+
+async def _run_quietly(callback) -> None:
+    """A failed after-commit step (Redis away) must not turn a committed request into an error:
+    caches expire by their TTL anyway."""
+    import structlog
+
+    try:
+        await callback()
+    except Exception:
+        structlog.get_logger("bookingtms.db").exception("after_commit_failed", callback=repr(callback))
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,2 @@
+-- 0005: dashboard statistics roll-ups (being built: issue 5)
+SELECT 1;

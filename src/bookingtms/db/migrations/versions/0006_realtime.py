@@ -1,0 +1,18 @@
+"""Capacity changes announced with NOTIFY, for Server-Sent Events.
+
+Revision ID: 0006
+"""
+from bookingtms.db.migrations.run_sql import run_sql_file
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    run_sql_file("0006_realtime.sql")
+
+
+def downgrade() -> None:
+    raise NotImplementedError("0006 is forward-only")

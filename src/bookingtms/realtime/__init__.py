@@ -1,0 +1,1 @@
+"""Real-time availability: PostgreSQL LISTEN/NOTIFY fanned out as Server-Sent Events."""
