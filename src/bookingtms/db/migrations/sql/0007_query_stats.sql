@@ -1,0 +1,2 @@
+-- 0007: pg_stat_statements (being built: issue 5)
+SELECT 1;
