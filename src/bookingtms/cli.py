@@ -135,12 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("demo", help="create the demo organization").set_defaults(func=cmd_demo)
     sub.add_parser("doctor", help="check the capacity invariant; non-zero exit on a breach").set_defaults(func=cmd_doctor)
     sub.add_parser("permissions", help="print the role/permission matrix").set_defaults(func=cmd_permissions)
-    from bookingtms.bench import load, seed
+    from bookingtms.bench import load, plans, seed
 
     bench = sub.add_parser("bench", help="scale data and load benchmarks (bench/results/)")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
     seed.add_parser(bench_sub)
     load.add_parser(bench_sub)
+    plans.add_parser(bench_sub)
     args = parser.parse_args(argv)
     return args.func(args)
 
