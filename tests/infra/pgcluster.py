@@ -293,6 +293,7 @@ class PgBouncer:
             # Drivers send these at startup; PgBouncer would refuse an unknown one.
             "ignore_startup_parameters": "extra_float_digits,options,search_path,statement_timeout",
             "server_login_retry": 1, "log_connections": 0, "log_disconnections": 0,
+            "admin_users": bouncer.user,  # SHOW POOLS / SHOW STATS on the `pgbouncer` database
             **(settings or {}),
         }
         ini = (f"[databases]\n* = host={host} port={port}\n\n[pgbouncer]\n"
@@ -331,6 +332,13 @@ class PgBouncer:
         statements (they do not survive transaction pooling)."""
         return psycopg.connect(self.url_for(dbname or self.dbname, user), autocommit=True, connect_timeout=10,
                                prepare_threshold=None)
+
+    def show(self, what: str) -> list[dict]:
+        """PgBouncer's admin console, e.g. show("POOLS"): one dict per row."""
+        with psycopg.connect(self.url_for("pgbouncer"), autocommit=True, prepare_threshold=None) as conn:
+            cur = conn.execute(f"SHOW {what}")
+            names = [c.name for c in cur.description]
+            return [dict(zip(names, row)) for row in cur.fetchall()]
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -1,4 +1,7 @@
-"""Runs the Alembic migrations as the owner and lets the application role log in."""
+"""Runs the Alembic migrations as the owner and lets the application role log in.
+
+Always on the primary directly (owner_url uses DATABASE_DIRECT_URL when set): the migration
+lock is a session advisory lock, which a transaction-mode PgBouncer cannot hold for us."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Alembic environment: runs as the owner role, one migration run at a time (advisory lock)."""
+"""Alembic environment: runs as the owner role, one migration run at a time (advisory lock).
+
+The lock is session-level, so the URL must reach the server directly, never through a
+transaction-mode pooler: migrate.alembic_config() passes owner_url(), which is the direct URL."""
 
 from alembic import context
 from sqlalchemy import create_engine, pool, text
