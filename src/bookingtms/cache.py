@@ -1,11 +1,41 @@
-"""The process's Redis client (one per event loop), for caches, revocations and rate limits."""
+"""The process's Redis client (caches, revocations, rate limits), and the read-through caches of
+PRD 3.3.1 kept on it.
+
+How a cached value stays true:
+* Every value lives under a *scope* (a venue's availability, a venue's public page, an embed key)
+  whose generation is part of the value's Redis key. Invalidating a scope moves its generation on,
+  so every value of the scope is gone at once, in every process, and a reader that read the
+  database before the change committed writes its answer under the old generation, where nobody
+  looks any more: stale data cannot be re-cached. (Services invalidate with
+  `invalidate_after_commit`, so it happens once the change is visible, before the response.)
+* The generation is the time of the last invalidation (milliseconds, Redis clock). Values computed
+  from a replica are not stored within REPLICA_SETTLE_MS of one: the replica may not have replayed
+  the change yet, and that answer must not be served for a whole TTL.
+* Stampedes: concurrent misses of one key in a process share one computation; across processes a
+  short lock (SET NX PX) lets one compute while the others wait for its value (or for the lock to
+  go, then compute themselves).
+* Redis unreachable: the value is computed from the database, never an error; the outage is
+  logged once and Redis is left alone for OUTAGE_BACKOFF_SECONDS (one timeout, not one per request).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
 import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError
 
 from bookingtms.config import get_settings
 
+log = structlog.get_logger("bookingtms.cache")
 _client: aioredis.Redis | None = None
 
 
@@ -24,3 +54,231 @@ async def close_redis() -> None:
     if _client is not None:
         await _client.aclose()
         _client = None
+
+
+# --------------------------------------------------------------------------------------------
+# The caches (PRD 3.3.1): TTLs and scopes
+# --------------------------------------------------------------------------------------------
+VENUE_TTL = 300         # venue config and activity details: 5 minutes, forgotten on every edit
+AVAILABILITY_TTL = 30   # session availability: 30 seconds, forgotten on every capacity change
+EMBED_KEY_TTL = 300     # embed key -> organization, venue, organization status
+REPLICA_SETTLE_MS = 1000
+LOCK_MS = 1000          # how long one process may compute a value while the others wait
+POLL_SECONDS = 0.01
+OUTAGE_BACKOFF_SECONDS = 5.0
+GENERATION_TTL_MS = 3600_000  # far beyond any value's TTL, so an expired generation hides nothing
+
+
+def embed_scope(embed_key: str) -> str:
+    return f"embed:{embed_key}"
+
+
+def venue_scope(venue_id) -> str:
+    return f"venue:{venue_id}"
+
+
+def availability_scope(venue_id) -> str:
+    return f"availability:{venue_id}"
+
+
+def _settle_ms(from_replica: bool) -> int:
+    return REPLICA_SETTLE_MS if from_replica and get_settings().database_read_url else 0
+
+
+async def embed_lookup(embed_key: str, compute: Callable[[], Awaitable[Any]]) -> Any:
+    return await read_through("embed_key", embed_scope(embed_key), "", EMBED_KEY_TTL, compute)
+
+
+async def public_venue(venue_id, compute: Callable[[], Awaitable[Any]]) -> Any:
+    return await read_through("venue", venue_scope(venue_id), "", VENUE_TTL, compute,
+                              settle_ms=_settle_ms(True))
+
+
+async def availability(venue_id, query: str, compute: Callable[[], Awaitable[Any]]) -> Any:
+    """`query` is the request's own query (not the window it resolves to: a default window moves
+    with the clock, and the caller drops sessions that started since)."""
+    key = hashlib.blake2b(query.encode(), digest_size=12).hexdigest()
+    return await read_through("availability", availability_scope(venue_id), key, AVAILABILITY_TTL, compute,
+                              settle_ms=_settle_ms(True))
+
+
+# --------------------------------------------------------------------------------------------
+# Read-through with generations, single flight and a cross-process lock
+# --------------------------------------------------------------------------------------------
+# KEYS[1] the scope's generation; ARGV the value key around the generation (a key the script
+# builds itself: fine on one Redis server, not on a cluster). One round trip per read.
+_READ = """
+local gen = redis.call('GET', KEYS[1]) or '0'
+return {gen, redis.call('GET', ARGV[1] .. gen .. ARGV[2])}
+"""
+
+# KEYS: generation, value, lock. Stores the value only if the generation is still the one the
+# reader saw (and, for replica reads, old enough); frees the lock either way so waiters move on.
+_WRITE = """
+redis.call('DEL', KEYS[3])
+local gen = redis.call('GET', KEYS[1]) or '0'
+if gen ~= ARGV[1] then return 0 end
+local settle = tonumber(ARGV[4])
+if settle > 0 then
+  local t = redis.call('TIME')
+  if t[1] * 1000 + math.floor(t[2] / 1000) - tonumber(gen) < settle then return 0 end
+end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+# KEYS: generations to move on, each to now (ms) or one past its current value if that is later.
+_INVALIDATE = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+for _, key in ipairs(KEYS) do
+  local gen = math.max(now, tonumber(redis.call('GET', key) or '0') + 1)
+  redis.call('SET', key, string.format('%d', gen), 'PX', ARGV[1])
+end
+return #KEYS
+"""
+
+_REDIS_DOWN = (RedisError, OSError)
+_inflight: dict[str, asyncio.Task] = {}
+_down_until: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # client -> monotonic time
+
+
+def _generation_key(scope: str) -> str:
+    return f"cache:gen:{scope}"
+
+
+def _encode(value: Any) -> bytes:
+    from bookingtms.http.responses import dumps
+
+    return dumps(value)
+
+
+def _unavailable(redis: aioredis.Redis, exc: Exception) -> None:
+    if redis not in _down_until:
+        log.warning("cache_unavailable", error=f"{type(exc).__name__}: {exc}"[:300])
+    _down_until[redis] = time.monotonic() + OUTAGE_BACKOFF_SECONDS
+
+
+def _is_down(redis: aioredis.Redis) -> bool:
+    until = _down_until.get(redis)
+    if until is not None and time.monotonic() >= until:
+        del _down_until[redis]  # try it again
+        return False
+    return until is not None
+
+
+async def read_through(name: str, scope: str, key: str, ttl: float, compute: Callable[[], Awaitable[Any]], *,
+                       settle_ms: int = 0, client: aioredis.Redis | None = None) -> Any:
+    """The cached value, or `compute()`'s, stored for `ttl` seconds. The answer is always the JSON
+    form of the value (UUIDs and datetimes as strings), whether it came from Redis or not.
+    Counts `bookingtms_cache_hits_total` / `_misses_total{cache=name}`: a miss is one computation."""
+    if not get_settings().cache_enabled:
+        return orjson.loads(_encode(await compute()))
+    redis = client or get_redis()
+    if _is_down(redis):
+        return orjson.loads(await _compute(name, compute))
+    prefix = f"cache:{name}:{scope}:"
+    try:
+        generation, raw = await redis.eval(_READ, 1, _generation_key(scope), prefix, f":{key}")
+    except _REDIS_DOWN as exc:
+        _unavailable(redis, exc)
+        return orjson.loads(await _compute(name, compute))
+    if raw is not None:
+        _count_hit(name)
+        return orjson.loads(raw)
+    generation = generation.decode()
+    value_key = f"{prefix}{generation}:{key}"
+    task = _inflight.get(value_key)
+    if task is None:
+        task = asyncio.ensure_future(_fill(redis, name, scope, generation, value_key, ttl, compute, settle_ms))
+        _inflight[value_key] = task
+        task.add_done_callback(lambda done: _inflight.pop(value_key, None) if _inflight.get(value_key) is done else None)
+    else:
+        _count_hit(name)  # another request of this process is computing it
+    return await asyncio.shield(task)  # a caller that goes away does not cancel the others' answer
+
+
+async def _fill(redis: aioredis.Redis, name: str, scope: str, generation: str, value_key: str, ttl: float,
+                compute: Callable[[], Awaitable[Any]], settle_ms: int) -> Any:
+    lock_key = f"{value_key}:lock"
+    try:
+        if not await redis.set(lock_key, b"1", nx=True, px=LOCK_MS):
+            raw = await _wait_for_value(redis, value_key, lock_key)
+            if raw is not None:
+                _count_hit(name)
+                return orjson.loads(raw)
+    except _REDIS_DOWN as exc:
+        _unavailable(redis, exc)
+        return orjson.loads(await _compute(name, compute))
+    try:
+        raw = await _compute(name, compute)
+    except BaseException:
+        await _quietly(redis, redis.delete(lock_key))
+        raise
+    await _quietly(redis, redis.eval(_WRITE, 3, _generation_key(scope), value_key, lock_key,
+                              generation, raw, int(ttl * 1000), settle_ms))
+    return orjson.loads(raw)
+
+
+async def _wait_for_value(redis: aioredis.Redis, value_key: str, lock_key: str) -> bytes | None:
+    """Another process holds the lock: its value, once written; None if the lock went without one."""
+    deadline = time.monotonic() + LOCK_MS / 1000
+    while time.monotonic() < deadline:
+        await asyncio.sleep(POLL_SECONDS)
+        raw, locked = await redis.mget(value_key, lock_key)
+        if raw is not None or locked is None:
+            return raw
+    return None
+
+
+async def _compute(name: str, compute: Callable[[], Awaitable[Any]]) -> bytes:
+    from bookingtms.metrics import CACHE_MISSES
+
+    CACHE_MISSES.labels(cache=name).inc()
+    return _encode(await compute())
+
+
+def _count_hit(name: str) -> None:
+    from bookingtms.metrics import CACHE_HITS
+
+    CACHE_HITS.labels(cache=name).inc()
+
+
+async def _quietly(redis: aioredis.Redis, operation: Awaitable[Any]) -> None:
+    try:
+        await operation
+    except _REDIS_DOWN as exc:
+        _unavailable(redis, exc)
+
+
+# --------------------------------------------------------------------------------------------
+# Invalidation
+# --------------------------------------------------------------------------------------------
+async def invalidate(*scopes: str, client: aioredis.Redis | None = None) -> None:
+    """Every cached value of these scopes is gone, in every process. Redis unreachable: logged
+    (values expire by their TTL)."""
+    if not scopes:
+        return
+    redis = client or get_redis()
+    try:  # tried even during a known outage: a missed invalidation would serve stale data
+        await redis.eval(_INVALIDATE, len(scopes), *map(_generation_key, scopes), GENERATION_TTL_MS)
+    except _REDIS_DOWN as exc:
+        _unavailable(redis, exc)
+
+
+@dataclass(frozen=True)
+class _Invalidation:
+    """An after-commit step; equal steps of one transaction run once (after_commit skips repeats)."""
+
+    scopes: tuple[str, ...]
+
+    async def __call__(self) -> None:
+        await invalidate(*self.scopes)
+
+
+def invalidate_after_commit(db, *scopes: str) -> None:
+    """Invalidates `scopes` once the tenant transaction `db` has committed, before the response."""
+    from bookingtms.db.engine import after_commit
+
+    if scopes:
+        after_commit(db, _Invalidation(tuple(sorted(set(scopes)))))
