@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Response
 from bookingtms.api_keys import service
 from bookingtms.api_keys.schemas import ApiKeyCreate
 from bookingtms.audit.service import record
-from bookingtms.db.engine import tenant_transaction
+from bookingtms.db.engine import read_transaction, tenant_transaction
 from bookingtms.http.idempotency import IdempotencyKey, idempotent
 from bookingtms.http.pagination import PageParams
 from bookingtms.http.principal import Principal, require
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"])
 
 @router.get("")
 async def list_keys(paging: PageParams = Depends(), p: Principal = Depends(require("api_keys.manage"))):
-    async with tenant_transaction(p.db_context()) as db:
+    async with read_transaction(p.db_context()) as db:  # a list: the replica, which may lag a moment
         return await service.list_keys(db, p.organization_id, paging.limit, paging.after)
 
 

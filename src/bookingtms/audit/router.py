@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Query
 
 from bookingtms.audit import service
-from bookingtms.db.engine import DbContext, tenant_transaction
+from bookingtms.db.engine import DbContext, read_transaction
 from bookingtms.http.pagination import PageParams
 from bookingtms.http.params import parse_instant
 from bookingtms.http.principal import Principal, require, require_platform
@@ -41,8 +41,8 @@ class AuditFilters:
 @router.get("/v1/audit-log")
 async def organization_audit_log(filters: AuditFilters = Depends(), paging: PageParams = Depends(),
                                  p: Principal = Depends(require("audit.view"))):
-    """The organization's own trail, newest first."""
-    async with tenant_transaction(p.db_context()) as db:
+    """The organization's own trail, newest first (from the replica: it may lag a moment)."""
+    async with read_transaction(p.db_context()) as db:
         return await service.list_entries(db, organization_id=p.organization_id, **filters.as_kwargs(),
                                           limit=paging.limit, after=paging.after)
 
@@ -53,7 +53,7 @@ async def platform_audit_log(organization_id: uuid.UUID | None = None, filters: 
                              p: Principal = Depends(require_platform("platform.audit.view"))):
     """What the platform may see: its own chain (events outside any organization) and what
     platform admins did in organizations. Tenants' own events stay theirs."""
-    # The platform's own view, also when the admin is acting under an access grant.
-    async with tenant_transaction(DbContext(user_id=p.user_id, is_platform=True)) as db:
+    # The platform's own view, also when the admin is acting under an access grant. From the replica.
+    async with read_transaction(DbContext(user_id=p.user_id, is_platform=True)) as db:
         return await service.list_entries(db, organization_id=organization_id, **filters.as_kwargs(),
                                           limit=paging.limit, after=paging.after)

@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from bookingtms.audit.service import changed, diff, record, record_alone
 from bookingtms.bookings import service
 from bookingtms.bookings.schemas import CustomerCancel, StaffBookingCreate, StaffCancel
-from bookingtms.db.engine import DbContext, get_engine, tenant_transaction
+from bookingtms.db.engine import DbContext, get_engine, read_transaction, tenant_transaction
 from bookingtms.errors import NotFound
 from bookingtms.http.idempotency import IdempotencyKey, idempotent
 from bookingtms.http.pagination import PageParams
@@ -49,13 +49,15 @@ class BookingFilters:
 @router.get("")
 async def list_bookings(filters: BookingFilters = Depends(), paging: PageParams = Depends(),
                         p: Principal = Depends(require("bookings.view"))):
-    async with tenant_transaction(p.db_context()) as db:
+    # From the replica (a list may lag a moment); the audit row is a write, so it goes to the
+    # primary, and is committed before the list is answered.
+    async with read_transaction(p.db_context()) as db:
         result = await service.list_bookings(db, p.organization_id, **filters.values, limit=paging.limit,
                                              after=paging.after)
-        await record(db, "bookings.listed", organization_id=p.organization_id, target_type="booking", changes={
-            "filter": filters.given(), "count": len(result["items"]),
-            "booking_ids": [item["id"] for item in result["items"]]})
-        return result
+    await record_alone("bookings.listed", organization_id=p.organization_id, target_type="booking", changes={
+        "filter": filters.given(), "count": len(result["items"]),
+        "booking_ids": [item["id"] for item in result["items"]]})
+    return result
 
 
 EXPORT_COLUMNS = ("reference", "date", "start_time", "end_time", "timezone", "venue", "activity", "guests",
@@ -87,13 +89,14 @@ async def export_bookings(filters: BookingFilters = Depends(), p: Principal = De
     org_id, given = p.organization_id, filters.given()
 
     async def stream():
-        rows, committed = 0, False
+        rows, completed = 0, False
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")
         try:
             writer.writerow(EXPORT_COLUMNS)
             yield buffer.getvalue().encode()
-            async with tenant_transaction(p.db_context()) as db:
+            # Read from the replica (an export may lag a moment); the audit row goes to the primary.
+            async with read_transaction(p.db_context()) as db:
                 async for batch in service.export_rows(db, org_id, **filters.values):
                     buffer.seek(0)
                     buffer.truncate()
@@ -101,16 +104,13 @@ async def export_bookings(filters: BookingFilters = Depends(), p: Principal = De
                         writer.writerow(_export_values(booking))
                     rows += len(batch)
                     yield buffer.getvalue().encode()
-                await record(db, "bookings.exported", organization_id=org_id, target_type="booking",
-                             changes={"filter": given, "rows": rows, "format": "csv"})
-            committed = True
+            completed = True
         finally:
-            if not committed and rows:
-                # The download broke off after rows had left: their transaction (and its audit row)
-                # rolled back, so the export is recorded on its own.
+            if completed or rows:  # a download that broke off after rows had left is recorded too
                 with anyio.CancelScope(shield=True):
                     await record_alone("bookings.exported", organization_id=org_id, target_type="booking",
-                                       changes={"filter": given, "rows": rows, "format": "csv", "completed": False})
+                                       changes={"filter": given, "rows": rows, "format": "csv",
+                                                **({} if completed else {"completed": False})})
 
     filename = f"bookings-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}.csv"
     return StreamingResponse(stream(), media_type="text/csv; charset=utf-8",
@@ -133,6 +133,8 @@ async def create_booking(body: StaffBookingCreate, key: str | None = Idempotency
                                 payload=["POST /v1/bookings", body.model_dump(mode="json")], create=create)
 
 
+# A single booking is read from the primary: clients read it right after their own write (create,
+# cancel, check-in), and its audit row needs a primary transaction anyway.
 @router.get("/by-reference/{reference}")
 async def get_by_reference(reference: str = Reference, p: Principal = Depends(require("bookings.view"))):
     async with tenant_transaction(p.db_context()) as db:
@@ -187,6 +189,7 @@ async def _customer_booking_org(reference: str, email: str) -> tuple[uuid.UUID, 
     raise NotFound("No booking has this reference and email.", code="booking_not_found")
 
 
+# On the primary: customers look their booking up right after checkout or cancelling it.
 @public_router.get("/{reference}")
 async def public_booking(reference: str = Reference, email: str = Query(min_length=3, max_length=320)):
     _, booking = await _customer_booking_org(reference, email)

@@ -4,10 +4,10 @@ import uuid
 
 from fastapi import APIRouter, Depends, Query
 
-from bookingtms.audit.service import changed, lock_target, record
+from bookingtms.audit.service import changed, lock_target, record, record_alone
 from bookingtms.customers import service
 from bookingtms.customers.schemas import CustomerUpdate
-from bookingtms.db.engine import tenant_transaction
+from bookingtms.db.engine import read_transaction, tenant_transaction
 from bookingtms.http.pagination import PageParams
 from bookingtms.http.principal import Principal, require
 
@@ -17,14 +17,16 @@ router = APIRouter(prefix="/v1/customers", tags=["customers"])
 @router.get("")
 async def list_customers(q: str | None = Query(None, max_length=200), paging: PageParams = Depends(),
                          p: Principal = Depends(require("customers.view"))):
-    async with tenant_transaction(p.db_context()) as db:
+    # From the replica (a list may lag a moment); the audit row is written on the primary before answering.
+    async with read_transaction(p.db_context()) as db:
         result = await service.list_customers(db, p.organization_id, q, paging.limit, paging.after)
-        await record(db, "customers.listed", organization_id=p.organization_id, target_type="customer", changes={
-            "filter": {"q": q} if q else {}, "count": len(result["items"]),
-            "customer_ids": [item["id"] for item in result["items"]]})
-        return result
+    await record_alone("customers.listed", organization_id=p.organization_id, target_type="customer", changes={
+        "filter": {"q": q} if q else {}, "count": len(result["items"]),
+        "customer_ids": [item["id"] for item in result["items"]]})
+    return result
 
 
+# On the primary: staff read a customer right after changing them, and the audit row needs it anyway.
 @router.get("/{customer_id}")
 async def get_customer(customer_id: uuid.UUID, p: Principal = Depends(require("customers.view"))):
     async with tenant_transaction(p.db_context()) as db:

@@ -5,7 +5,7 @@ import uuid
 from fastapi import APIRouter, Depends, Query, Response
 
 from bookingtms.audit.service import changed, diff, record
-from bookingtms.db.engine import tenant_transaction
+from bookingtms.db.engine import read_transaction, tenant_transaction
 from bookingtms.http.idempotency import IdempotencyKey, idempotent
 from bookingtms.http.pagination import PageParams
 from bookingtms.http.principal import Principal, require
@@ -21,7 +21,7 @@ PERMISSION = "promo_codes.manage"
 async def list_promo_codes(active: bool | None = Query(None),
                            q: str | None = Query(None, pattern=r"^[A-Za-z0-9_-]{1,64}$"),
                            paging: PageParams = Depends(), p: Principal = Depends(require(PERMISSION))):
-    async with tenant_transaction(p.db_context()) as db:
+    async with read_transaction(p.db_context()) as db:  # a list: the replica, which may lag a moment
         return await service.list_codes(db, p.organization_id, active=active, q=q, limit=paging.limit,
                                         after=paging.after)
 
@@ -42,7 +42,7 @@ async def create_promo_code(body: PromoCodeCreate, key: str | None = Idempotency
 
 @router.get("/{promo_code_id}")
 async def get_promo_code(promo_code_id: uuid.UUID, p: Principal = Depends(require(PERMISSION))):
-    async with tenant_transaction(p.db_context()) as db:
+    async with tenant_transaction(p.db_context()) as db:  # the primary: read back right after a change
         return await service.get(db, p.organization_id, promo_code_id)
 
 

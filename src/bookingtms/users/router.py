@@ -5,7 +5,7 @@ import uuid
 from fastapi import APIRouter, Depends, Query, Response
 
 from bookingtms.auth import state
-from bookingtms.db.engine import tenant_transaction
+from bookingtms.db.engine import read_transaction, tenant_transaction
 from bookingtms.http.idempotency import IdempotencyKey, idempotent
 from bookingtms.http.pagination import PageParams
 from bookingtms.http.principal import Principal, require
@@ -22,7 +22,7 @@ def _rank(p: Principal) -> int:
 @router.get("")
 async def list_users(role: OrgRole | None = None, active: bool | None = Query(None),
                      paging: PageParams = Depends(), p: Principal = Depends(require("users.view"))):
-    async with tenant_transaction(p.db_context()) as db:
+    async with read_transaction(p.db_context()) as db:  # a list: the replica, which may lag a moment
         return await service.list_users(db, p.organization_id, role=role, active=active, limit=paging.limit,
                                         after=paging.after)
 
@@ -38,7 +38,7 @@ async def invite_user(body: UserInvite, key: str | None = IdempotencyKey,
 
 @router.get("/{user_id}")
 async def get_user(user_id: uuid.UUID, p: Principal = Depends(require("users.view"))):
-    async with tenant_transaction(p.db_context()) as db:
+    async with tenant_transaction(p.db_context()) as db:  # the primary: read back right after an invite or change
         return await service.get_user(db, p.organization_id, user_id)
 
 
