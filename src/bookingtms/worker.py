@@ -7,7 +7,9 @@ import asyncio
 import time
 
 import structlog
+from sqlalchemy import text
 
+from bookingtms.db.engine import get_engine
 from bookingtms.notifications.jobs import deliver_due, queue_reminders
 from bookingtms.payments.jobs import release_lapsed_payments
 from bookingtms.platform.jobs import audit_ended_grants
@@ -28,6 +30,13 @@ async def run_once(extend: bool = True) -> dict[str, int]:
     if extend:
         result["activities_extended"] = await extend_horizons()
     return result
+
+
+async def job_lag() -> dict[str, float]:
+    """Seconds since the oldest item each job should already have dealt with became due (0 when
+    none is waiting): expired holds, due notifications, lapsed payments. Read by /metrics."""
+    async with get_engine().connect() as conn:
+        return {job: lag for job, lag in (await conn.execute(text("SELECT job, lag_seconds FROM job_lag()"))).all()}
 
 
 async def run_forever(interval: float, stop: asyncio.Event) -> None:

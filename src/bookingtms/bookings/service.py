@@ -19,6 +19,7 @@ from bookingtms.config import get_settings
 from bookingtms.customers.schemas import CustomerIn
 from bookingtms.errors import Conflict, NotFound, ValidationFailed
 from bookingtms.http.pagination import keyset, page
+from bookingtms.metrics import BOOKINGS
 from bookingtms.models import activities, activity_sessions, bookings, customers, venues
 from bookingtms.notifications import service as notifications
 from bookingtms.payments import providers
@@ -118,6 +119,7 @@ async def create_booking(db: AsyncConnection, org_id: uuid.UUID, session, *, gue
                           "promo_code": params["promo_code"], "promo_discount": discount,
                           "total_amount": booking.total_amount, "currency": booking.currency},
               "payment": payment}
+    BOOKINGS.labels(booking.status).inc()
     if pending:
         return result  # confirmed (and the confirmation sent) when the payment arrives
     await notifications.enqueue(db, org_id, "booking_confirmation", customer.email, {

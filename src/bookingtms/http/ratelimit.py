@@ -48,6 +48,7 @@ from bookingtms.auth.tokens import decode_access_token
 from bookingtms.config import Settings, get_settings
 from bookingtms.errors import AppError
 from bookingtms.http import request_context
+from bookingtms.metrics import RATE_LIMITED
 
 log = structlog.get_logger("bookingtms.ratelimit")
 
@@ -217,6 +218,7 @@ class RateLimitMiddleware:
         headers = {"RateLimit-Limit": str(item.amount), "RateLimit-Remaining": str(remaining),
                    "RateLimit-Reset": str(reset_in), "RateLimit-Policy": f"{item.amount};w={window}"}
         if not allowed:
+            RATE_LIMITED.labels(caller.tier).inc()
             retry_after = max(1, reset_in)
             error = RateLimited(
                 f"Too many requests: at most {item.amount} per {window} seconds per "

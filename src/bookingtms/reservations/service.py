@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookingtms.bookings import service as bookings_service
 from bookingtms.errors import Conflict, NotFound, ReservationExpired
+from bookingtms.metrics import count_holds
 from bookingtms.models import activity_sessions, slot_reservations
 from bookingtms.platform.limits import check_limit
 from bookingtms.reservations.schemas import Checkout, HoldCreate
@@ -42,6 +43,7 @@ _EXPIRE_DUE = text("""
 """)
 
 
+@count_holds
 async def hold(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID, data: HoldCreate,
                ttl_seconds: int) -> dict[str, Any]:
     session = await sessions_service.bookable_session(db, org_id, data.session_id, venue_id)
