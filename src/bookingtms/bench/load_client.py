@@ -1,0 +1,92 @@
+"""The load generator's HTTP side: one aiohttp session over keep-alive connections, and timed
+requests that record their latency from the time they were scheduled to be sent."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from bookingtms.bench.report import Recorder
+
+JSON = {"content-type": "application/json"}
+
+
+@dataclass
+class Answer:
+    status: int | None  # None: no answer (timeout, connection error)
+    code: str | None    # problem+json `code`, or why there was no answer
+    body: Any           # the parsed JSON of a 2xx answer, when asked for
+    done_at: float      # loop time of the answer
+
+    @property
+    def outcome(self) -> str:
+        if self.status is None:
+            return self.code or "no answer"
+        return f"{self.status} {self.code}" if self.code else str(self.status)
+
+
+class Client:
+    def __init__(self, base_url: str, connections: int, timeout: float, recorder: Recorder):
+        self.base_url = base_url.rstrip("/")
+        self.recorder = recorder
+        # Idle connections are dropped before uvicorn's 5 s keep-alive ends, so a request never
+        # goes out on a connection the server is closing.
+        connector = aiohttp.TCPConnector(limit=connections, keepalive_timeout=4, force_close=False)
+        self.http = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout),
+                                          skip_auto_headers=("User-Agent",))
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    async def call(self, method: str, path: str, route: str, *, intended: float | None = None,
+                   json: Any = None, params: dict | None = None, headers: dict | None = None,
+                   ok: tuple[int, ...] = (200,), refusals: tuple[str, ...] = (), want_body: bool = False,
+                   record: bool = True) -> Answer:
+        """One request. `ok` statuses and `refusals` (outcomes like "409 sold_out" that are the right
+        answer under contention) are not errors; everything else is. Latency runs from `intended`
+        (or from the actual send, if that was earlier), so a client or server falling behind shows."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        intended = started if intended is None else intended
+        begin = min(intended, started)
+        if record:
+            self.recorder.started(route, intended, started - intended)
+        status = code = body = None
+        if json is not None:
+            headers = {**JSON, **(headers or {})}
+        try:
+            async with self.http.request(method, self.base_url + path, params=params, headers=headers,
+                                         data=None if json is None else orjson.dumps(json)) as response:
+                raw = await response.read()
+                status = response.status
+        except asyncio.TimeoutError:
+            code = "timeout"
+        except aiohttp.ClientError as exc:
+            code = type(exc).__name__
+        done = loop.time()
+        if status is not None:
+            if 200 <= status < 300:
+                if want_body and raw:
+                    body = orjson.loads(raw)
+            else:
+                try:
+                    code = orjson.loads(raw).get("code")
+                except (orjson.JSONDecodeError, AttributeError):
+                    code = None
+        answer = Answer(status, code, body, done)
+        if record:
+            error = not (status in ok or answer.outcome in refusals)
+            self.recorder.finished(route, intended, done - begin, answer.outcome, error)
+        return answer
+
+    async def text(self, path: str) -> str | None:
+        """A plain-text page (GET /metrics), or None when it does not answer 200."""
+        try:
+            async with self.http.get(self.base_url + path) as response:
+                return await response.text() if response.status == 200 else None
+        except (asyncio.TimeoutError, aiohttp.ClientError):
+            return None
