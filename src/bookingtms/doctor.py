@@ -1,5 +1,6 @@
 """`bookingtms doctor`: checks the capacity invariant on every session, that customers' totals
-match their bookings, and that every audit chain is intact. Runs as the owner (sees every tenant)."""
+match their bookings, that the dashboard's daily roll-ups match their bookings and sessions, and
+that every audit chain is intact. Runs as the owner (sees every tenant)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,39 @@ CUSTOMER_BREACHES = text("""
      GROUP BY c.organization_id, c.id
     HAVING c.total_bookings <> count(b.id) OR c.total_spent <> coalesce(sum(b.total_amount), 0)
 """)
+
+
+# The dashboard's daily roll-ups (kept by triggers) against a recomputation from bookings and
+# sessions: the view daily_stats_expected, which rebuild_daily_stats() writes. A stored row of
+# zeros means the same as no row (coalesce makes a missing row zeros).
+STATS_FIGURES = ("bookings", "guests", "revenue_amount", "cancellations", "capacity", "occupancy_guests")
+
+
+def _figures(alias: str) -> str:
+    return "ARRAY[" + ", ".join(f"coalesce({alias}.{f}, 0)" for f in STATS_FIGURES) + "]::bigint[]"
+
+
+STATS_BREACHES = text(f"""
+    SELECT organization_id, day, venue_id, activity_id, currency, {_figures("s")} AS stored,
+           {_figures("e")} AS expected
+      FROM daily_stats s FULL JOIN daily_stats_expected e USING (organization_id, day, venue_id, activity_id, currency)
+     WHERE {_figures("s")} <> {_figures("e")}
+     ORDER BY organization_id, day, venue_id, activity_id, currency
+""")
+MAX_STATS_LINES = 50
+
+
+def stats_problems(rows) -> list[str]:
+    """One line per wrong roll-up row (at most MAX_STATS_LINES), naming the figures that differ."""
+    lines = []
+    for r in rows[:MAX_STATS_LINES]:
+        diffs = ", ".join(f"{name} {a} (should be {b})" for name, a, b in zip(STATS_FIGURES, r.stored, r.expected)
+                          if a != b)
+        lines.append(f"BREACH daily stats of org {r.organization_id}, {r.day}, venue {r.venue_id}, activity "
+                     f"{r.activity_id}, {r.currency}: {diffs} (rebuild_daily_stats() recomputes them)")
+    if len(rows) > MAX_STATS_LINES:
+        lines.append(f"BREACH daily stats: ... and {len(rows) - MAX_STATS_LINES} more wrong rows")
+    return lines
 
 
 # Every audit row, recomputed from its stored fields and stored prev_hash with the same SQL
@@ -105,6 +139,8 @@ def run_doctor(settings: Settings, echo=print) -> int:
         capacity = conn.execute(CAPACITY_BREACHES).all()
         customers = conn.execute(CUSTOMER_BREACHES).all()
         customers_count = conn.execute(text("SELECT count(*) FROM customers")).scalar_one()
+        stats = conn.execute(STATS_BREACHES).all()
+        stats_count = conn.execute(text("SELECT count(*) FROM daily_stats")).scalar_one()
         audit = conn.execute(AUDIT_BREACHES).all()
         audit_totals = conn.execute(AUDIT_TOTALS).one()
     engine.dispose()
@@ -114,9 +150,10 @@ def run_doctor(settings: Settings, echo=print) -> int:
     for r in customers:
         echo(f"BREACH customer {r.id} (org {r.organization_id}): totals {r.total_bookings}/{r.total_spent} but "
              f"bookings say {r.bookings}/{r.spent}")
-    for line in audit_chain_problems(audit):
+    for line in stats_problems(stats) + audit_chain_problems(audit):
         echo(line)
-    breaches = len(capacity) + len(customers) + len(audit)
-    echo(f"doctor: checked {sessions} sessions, {customers_count} customers, {audit_totals.rows} audit rows in "
-         f"{audit_totals.chains} chains: {'OK' if not breaches else f'{breaches} breach(es)'}")
+    breaches = len(capacity) + len(customers) + len(stats) + len(audit)
+    echo(f"doctor: checked {sessions} sessions, {customers_count} customers, {stats_count} daily stats rows, "
+         f"{audit_totals.rows} audit rows in {audit_totals.chains} chains: "
+         f"{'OK' if not breaches else f'{breaches} breach(es)'}")
     return breaches

@@ -313,6 +313,7 @@ PROBES: dict[str, Probe] = {
     "users.manage": Probe(lambda c, o, h: c.post("/v1/users", headers=h, json={
         "email": f"{unique('invitee')}@example.com", "full_name": "Invited Staff", "role": "staff"}), ok=201),
     "audit.view": Probe(lambda c, o, h: c.get("/v1/audit-log", headers=h)),
+    "stats.view": Probe(lambda c, o, h: c.get("/v1/dashboard/stats", headers=h)),
     "promo_codes.manage": Probe(lambda c, o, h: c.post("/v1/promo-codes", headers=h, json={
         "code": unique("PROBE")[:30], "discount_type": "percent", "discount_value": 10}), ok=201),
 }

@@ -21,6 +21,8 @@ PERMISSION_MATRIX: dict[str, str] = {
     "bookings.cancel": "manager",
     "sessions.manage": "manager",
     "customers.manage": "manager",
+    # Revenue and occupancy are the business's figures: for those who run the venue, not the front desk.
+    "stats.view": "manager",
     "activities.manage": "admin",
     "promo_codes.manage": "admin",
     "users.view": "admin",
