@@ -43,8 +43,8 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=180)
 
 
-async def start_deployment(env: dict[str, str], servers: list) -> Deployment:
-    server = LiveServer(env)  # migrates the fresh database as it starts
+async def start_deployment(env: dict[str, str], servers: list, workers: int = 1) -> Deployment:
+    server = LiveServer(env, workers)  # migrates the fresh database as it starts
     try:
         email = f"{unique('root')}@platform.example.com"
         made = cli(env, "create-admin", "--email", email, "--password", PASSWORD)
