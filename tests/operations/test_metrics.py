@@ -100,3 +100,71 @@ async def test_metrics_is_not_public(app):
 
 async def test_metrics_is_not_in_the_api_document(client):
     assert "/metrics" not in (await client.get("/openapi.json")).json()["paths"]
+
+
+DAY = 86400
+
+
+async def test_job_lag_shows_how_late_the_oldest_due_item_is(client, tenant, owner_engine):
+    """A hold that expired a day ago and a notification due a day ago show as a day of lag until
+    their jobs deal with them."""
+    from bookingtms.db.engine import DbContext, tenant_transaction
+    from bookingtms.notifications.jobs import deliver_for_organization
+    from bookingtms.reservations.service import expire_due
+
+    activity = await make_activity(client, tenant, capacity=5)
+    session = await future_session(client, tenant, activity)
+    held = await hold(client, tenant, session["id"], spots=1)
+    assert held.status_code == 201, held.text
+    await book(client, tenant, session["id"], spots=1)  # queues a confirmation email
+    org = uuid.UUID(tenant.organization_id)
+    with owner_engine.begin() as conn:
+        conn.execute(text("UPDATE slot_reservations SET expires_at = now() - interval '1 day' "
+                          "WHERE organization_id = :o AND id = :r"), {"o": org, "r": held.json()["reservation_id"]})
+        conn.execute(text("UPDATE notification_outbox SET next_attempt_at = now() - interval '1 day' "
+                          "WHERE organization_id = :o AND status = 'pending'"), {"o": org})
+
+    late = await scrape(client)
+    assert value(late, "bookingtms_job_lag_seconds", job="expire_holds") >= DAY
+    assert value(late, "bookingtms_job_lag_seconds", job="deliver_notifications") >= DAY
+    assert ("bookingtms_job_lag_seconds", frozenset({("job", "release_lapsed_payments")})) in late
+
+    async with tenant_transaction(DbContext(organization_id=org)) as db:
+        assert await expire_due(db, org) == 1
+    assert await deliver_for_organization(org) >= 1
+    caught_up = await scrape(client)
+    assert value(caught_up, "bookingtms_job_lag_seconds", job="expire_holds") < DAY
+    assert value(caught_up, "bookingtms_job_lag_seconds", job="deliver_notifications") < DAY
+
+
+async def test_pool_counts_connections_in_use_and_waits(client, settings):
+    """A pool of one connection: a second checkout waits for the first to come back, and /metrics
+    shows both the connection in use and the wait."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from bookingtms.db.urls import app_url
+    from bookingtms.metrics import MeasuredPool
+
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    engine = create_async_engine(app_url(settings), poolclass=MeasuredPool, pool_size=1, max_overflow=0,
+                                 pool_timeout=10, pool_logging_name=name)
+    try:
+        first = await engine.connect()
+        busy = await scrape(client)
+        assert value(busy, "bookingtms_db_pool_connections_in_use", pool=name) == 1
+        assert value(busy, "bookingtms_db_pool_waits_total", pool=name) == 0
+
+        second = asyncio.create_task(engine.connect().start())
+        await asyncio.sleep(0.3)
+        assert not second.done()  # really waiting for the only connection
+        waiting = await scrape(client)
+        assert value(waiting, "bookingtms_db_pool_waits_total", pool=name) == 1
+        await first.close()
+        conn = await asyncio.wait_for(second, 10)
+        assert value(await scrape(client), "bookingtms_db_pool_connections_in_use", pool=name) == 1
+        await conn.close()
+        idle = await scrape(client)
+        assert value(idle, "bookingtms_db_pool_connections_in_use", pool=name) == 0
+        assert value(idle, "bookingtms_db_pool_waits_total", pool=name) == 1
+    finally:
+        await engine.dispose()

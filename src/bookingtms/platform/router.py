@@ -9,6 +9,7 @@ from bookingtms.db.engine import PLATFORM_SCOPE, tenant_transaction
 from bookingtms.http.idempotency import IdempotencyKey, idempotent
 from bookingtms.http.pagination import PageParams
 from bookingtms.http.principal import Principal, require_platform
+from bookingtms.platform import query_stats
 from bookingtms.platform import service
 from bookingtms.platform.schemas import (
     AccessGrantCreate,
@@ -154,3 +155,13 @@ async def update_flag(flag_id: uuid.UUID, body: FeatureFlagUpdate,
 async def stats(p: Principal = Depends(require_platform("platform.stats.view"))):
     async with tenant_transaction(p.db_context()) as db:
         return await service.stats(db)
+
+
+@router.get("/query-stats")
+async def top_statements(limit: int = Query(20, ge=1, le=100),
+                         order: query_stats.Order = Query("total_time", description="what the top is by"),
+                         p: Principal = Depends(require_platform("platform.stats.view"))):
+    """The database's most expensive statements (pg_stat_statements), or `available: false` with
+    the reason when the server does not preload the module."""
+    async with tenant_transaction(p.db_context()) as db:
+        return await query_stats.top_statements(db, limit, order)
