@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Response
 from bookingtms.activities import service
 from bookingtms.activities.schemas import ActivityCreate, ActivityUpdate, GenerateSessions
 from bookingtms.audit.service import changed, diff, lock_target, record
-from bookingtms.db.engine import tenant_transaction
+from bookingtms.db.engine import read_transaction, tenant_transaction
 from bookingtms.http.idempotency import IdempotencyKey, idempotent
 from bookingtms.http.pagination import PageParams
 from bookingtms.http.principal import Principal, require
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1/activities", tags=["activities"])
 @router.get("")
 async def list_activities(venue_id: uuid.UUID | None = None, paging: PageParams = Depends(),
                           p: Principal = Depends(require("activities.view"))):
-    async with tenant_transaction(p.db_context()) as db:
+    async with read_transaction(p.db_context()) as db:
         return await service.list_activities(db, p.organization_id, venue_id, paging.limit, paging.after)
 
 
@@ -39,7 +39,7 @@ async def create_activity(body: ActivityCreate, key: str | None = IdempotencyKey
 
 @router.get("/{activity_id}")
 async def get_activity(activity_id: uuid.UUID, p: Principal = Depends(require("activities.view"))):
-    async with tenant_transaction(p.db_context()) as db:
+    async with read_transaction(p.db_context()) as db:
         return await service.get_activity(db, p.organization_id, activity_id)
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookingtms.activities.schemas import ActivityCreate, ActivityUpdate
+from bookingtms.cache import availability_scope, invalidate_after_commit, venue_scope
 from bookingtms.errors import NotFound, ValidationFailed
 from bookingtms.http.pagination import keyset, page
 from bookingtms.models import activities, venues
@@ -18,6 +19,12 @@ PUBLIC_FIELDS = ("id", "name", "description", "category", "difficulty", "duratio
                  "min_players", "max_players", "price_amount", "child_price_amount", "currency",
                  "cancellation_policy")
 SESSION_SHAPING = {"schedule", "capacity", "duration_minutes", "price_amount", "currency", "is_active"}
+
+
+def _forget_cached(db: AsyncConnection, venue_id: uuid.UUID) -> None:
+    """Once committed, the venue's cached public page (its activities) and availability (bookable
+    activities, prices) are forgotten."""
+    invalidate_after_commit(db, venue_scope(venue_id), availability_scope(venue_id))
 
 
 async def _venue_exists(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID) -> None:
@@ -32,6 +39,7 @@ async def create_activity(db: AsyncConnection, org_id: uuid.UUID, data: Activity
     values = data.model_dump(mode="json")
     values["venue_id"] = data.venue_id
     row = (await db.execute(insert(activities).values(organization_id=org_id, **values).returning(activities))).one()
+    _forget_cached(db, data.venue_id)
     if data.is_active:
         await sessions_service.reconcile_schedule(db, org_id, row.id)
     return await get_activity(db, org_id, row.id)
@@ -70,6 +78,7 @@ async def update_activity(db: AsyncConnection, org_id: uuid.UUID, activity_id: u
     if changes:
         await db.execute(update(activities).where(activities.c.organization_id == org_id,
                                                   activities.c.id == activity_id).values(**changes))
+        _forget_cached(db, current.venue_id)
     if SESSION_SHAPING & changes.keys():
         await sessions_service.reconcile_schedule(db, org_id, activity_id, previous=current)
     return await get_activity(db, org_id, activity_id)
@@ -77,9 +86,10 @@ async def update_activity(db: AsyncConnection, org_id: uuid.UUID, activity_id: u
 
 async def archive_activity(db: AsyncConnection, org_id: uuid.UUID, activity_id: uuid.UUID) -> None:
     """Archived, not deleted: sessions with bookings stay; empty future sessions go."""
-    await get_activity(db, org_id, activity_id)
+    activity = await get_activity(db, org_id, activity_id)
     await db.execute(update(activities).where(activities.c.organization_id == org_id, activities.c.id == activity_id)
                      .values(is_active=False, archived_at=func.now()))
+    _forget_cached(db, activity["venue_id"])
     await sessions_service.reconcile_schedule(db, org_id, activity_id)
 
 

@@ -1,4 +1,5 @@
-"""The widget's context: a venue found by its embed key, and its organization."""
+"""The widget's context: a venue found by its embed key, and its organization (cached in Redis, so
+a public request needs no database connection of its own for it)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
+from bookingtms import cache
 from bookingtms.db.engine import DbContext, get_engine
 from bookingtms.errors import Forbidden, NotFound
 
@@ -29,10 +31,16 @@ async def public_venue(embed_key: str) -> PublicVenue:
     """Dependency for /v1/public/venues/{embed_key}/...: unknown or inactive keys are 404."""
     if not (16 <= len(embed_key) <= 64):
         raise NotFound("No venue has this embed key.", code="venue_not_found")
+    found = await cache.embed_lookup(embed_key, lambda: _lookup(embed_key))
+    if found is None:
+        raise NotFound("No venue has this embed key.", code="venue_not_found")
+    if found["organization_status"] != "active":
+        raise Forbidden("This business is not taking bookings at the moment.", code="organization_suspended")
+    return PublicVenue(organization_id=uuid.UUID(found["organization_id"]), venue_id=uuid.UUID(found["venue_id"]),
+                       embed_key=embed_key)
+
+
+async def _lookup(embed_key: str) -> dict | None:
     async with get_engine().connect() as conn:
         row = (await conn.execute(text("SELECT * FROM venue_by_embed_key(:k)"), {"k": embed_key})).first()
-    if row is None:
-        raise NotFound("No venue has this embed key.", code="venue_not_found")
-    if row.organization_status != "active":
-        raise Forbidden("This business is not taking bookings at the moment.", code="organization_suspended")
-    return PublicVenue(organization_id=row.organization_id, venue_id=row.venue_id, embed_key=embed_key)
+    return dict(row._mapping) if row else None

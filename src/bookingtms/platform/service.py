@@ -32,7 +32,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bookingtms.audit import service as audit
 from bookingtms.auth.passwords import hash_password, temporary_password
 from bookingtms.auth.service import check_password_policy
-from bookingtms.db.engine import DbContext, set_context
+from bookingtms import cache
+from bookingtms.db.engine import DbContext, after_commit, set_context, tenant_transaction
 from bookingtms.errors import Conflict, NotFound, ValidationFailed
 from bookingtms.http.pagination import keyset, page
 from bookingtms.models import access_grants, feature_flags, organizations, plans, users, venues
@@ -46,7 +47,7 @@ from bookingtms.platform.schemas import (
     PlanCreate,
     PlanUpdate,
 )
-from bookingtms.venues.service import new_embed_key, slugify
+from bookingtms.venues.service import embed_keys, new_embed_key, slugify
 
 TRIAL = timedelta(days=14)
 
@@ -196,6 +197,8 @@ async def update_organization(db: AsyncConnection, org_id: uuid.UUID, data: Orga
     if not values:
         return await get_organization(db, org_id)
     await db.execute(update(organizations).where(_o.id == org_id).values(**values))
+    if "status" in values:  # the widget's cached lookups carry the status: suspension applies at once
+        after_commit(db, lambda: _forget_embed_lookups(org_id))
     after = await _organization(db, org_id)
     changes = audit.diff(current, after)
     changes.pop("plan_id", None)  # the slug says it
@@ -205,6 +208,12 @@ async def update_organization(db: AsyncConnection, org_id: uuid.UUID, data: Orga
     await audit.record(db, action, organization_id=org_id, target_type="organization", target_id=org_id,
                        changes=changes)
     return (await _with_metrics(db, [after]))[0]
+
+
+async def _forget_embed_lookups(org_id: uuid.UUID) -> None:
+    async with tenant_transaction(DbContext(organization_id=org_id)) as db:  # the venues are the tenant's
+        keys = await embed_keys(db, org_id)
+    await cache.invalidate(*map(cache.embed_scope, keys))
 
 
 # --------------------------------------------------------------------------------------------

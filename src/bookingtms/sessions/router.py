@@ -5,8 +5,9 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Header, Query
 
+from bookingtms import cache
 from bookingtms.audit.service import changed, lock_target, record
-from bookingtms.db.engine import tenant_transaction
+from bookingtms.db.engine import read_transaction, tenant_transaction
 from bookingtms.errors import PreconditionFailed, PreconditionRequired
 from bookingtms.http.pagination import PageParams
 from bookingtms.http.params import window
@@ -40,7 +41,7 @@ async def list_sessions(activity_id: uuid.UUID | None = None, venue_id: uuid.UUI
                         available: bool | None = None, paging: PageParams = Depends(),
                         p: Principal = Depends(require("sessions.view"))):
     begin, finish = window(start, end, max_days=366) if (start or end) else (None, None)
-    async with tenant_transaction(p.db_context()) as db:
+    async with read_transaction(p.db_context()) as db:
         return await service.list_sessions(db, p.organization_id, activity_id=activity_id, venue_id=venue_id,
                                            start=begin, end=finish, available=available,
                                            limit=paging.limit, after=paging.after)
@@ -48,6 +49,7 @@ async def list_sessions(activity_id: uuid.UUID | None = None, venue_id: uuid.UUI
 
 @router.get("/{session_id}")
 async def get_session(session_id: uuid.UUID, p: Principal = Depends(require("sessions.view"))):
+    # The primary, not the replica: its ETag feeds the If-Match of the edit that follows.
     async with tenant_transaction(p.db_context()) as db:
         session = await service.get_session(db, p.organization_id, session_id)
     return OrjsonResponse(session, headers={"ETag": _etag(session["version"])})
@@ -72,9 +74,13 @@ async def edit_session(session_id: uuid.UUID, body: SessionEdit, if_match: str |
 async def public_availability(activity_id: uuid.UUID | None = None, start: str | None = Query(None, alias="from"),
                               end: str | None = Query(None, alias="to"), available: bool = False,
                               v: PublicVenue = Depends(public_venue)):
-    async with tenant_transaction(v.db_context()) as db:
-        venue = await get_venue(db, v.organization_id, v.venue_id)
-        begin, finish = window(start, end, ZoneInfo(venue["timezone"]))
-        sessions = await service.availability(db, v.organization_id, v.venue_id, activity_id=activity_id,
+    async def compute():
+        async with read_transaction(v.db_context()) as db:
+            venue = await get_venue(db, v.organization_id, v.venue_id)
+            begin, finish = window(start, end, ZoneInfo(venue["timezone"]))
+            return await service.availability(db, v.organization_id, v.venue_id, activity_id=activity_id,
                                               start=begin, end=finish, only_available=available)
-    return OrjsonResponse({"sessions": sessions})
+
+    query = f"{activity_id or ''}|{start or ''}|{end or ''}|{available}"
+    sessions = await cache.availability(v.venue_id, query, compute)
+    return OrjsonResponse({"sessions": service.not_started(sessions)})

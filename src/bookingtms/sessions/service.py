@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, TIMESTAMP
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookingtms.activities.schedule import Schedule, expand
+from bookingtms.cache import availability_scope, invalidate_after_commit
 from bookingtms.config import get_settings
 from bookingtms.errors import Conflict, NotFound, PreconditionFailed
 from bookingtms.http.pagination import keyset, page
@@ -92,6 +93,12 @@ def _shape(activity) -> dict[str, Any]:
             "duration": activity.duration_minutes}
 
 
+def capacity_changed(db: AsyncConnection, *venue_ids: uuid.UUID) -> None:
+    """The venues' cached public availability goes once this transaction commits. Every change of
+    a session's capacity, closing or existence calls it."""
+    invalidate_after_commit(db, *(availability_scope(v) for v in venue_ids))
+
+
 async def _insert(db: AsyncConnection, org_id: uuid.UUID, activity, starts: list[datetime]) -> int:
     if not starts:
         return 0
@@ -108,6 +115,8 @@ async def generate(db: AsyncConnection, org_id: uuid.UUID, activity_id: uuid.UUI
         raise Conflict("An inactive activity has no sessions to generate.", code="activity_unavailable")
     starts = _future_starts(activity, first_day, last_day)
     created = await _insert(db, org_id, activity, starts)
+    if created:
+        capacity_changed(db, activity.venue_id)
     return {"created": created, "skipped": len(starts) - created}
 
 
@@ -135,6 +144,7 @@ async def reconcile_schedule(db: AsyncConnection, org_id: uuid.UUID, activity_id
         await _insert(db, org_id, activity, starts)
     await db.execute(activities.update().where(activities.c.organization_id == org_id, activities.c.id == activity_id)
                      .values(sessions_generated_until=until))
+    capacity_changed(db, activity.venue_id)
 
 
 async def extend_horizon(db: AsyncConnection, org_id: uuid.UUID, until: date, batch: int = 100) -> int:
@@ -211,6 +221,7 @@ async def edit_session(db: AsyncConnection, org_id: uuid.UUID, session_id: uuid.
         taken = now["capacity_total"] - now["capacity_remaining"]
         raise Conflict(f"{taken} spots are held or booked; capacity_total cannot go below that.",
                        code="capacity_below_booked", capacity_taken=taken)
+    capacity_changed(db, current["venue_id"])
     return await get_session(db, org_id, session_id)
 
 
@@ -233,6 +244,15 @@ async def availability(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UU
     return [dict(r._mapping) for r in (await db.execute(query)).all()]
 
 
+def not_started(sessions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A cached availability answer (JSON form, ordered by start) without the sessions that have
+    started since it was computed."""
+    now, first = datetime.now(timezone.utc), 0
+    while first < len(sessions) and datetime.fromisoformat(sessions[first]["start_time"]) <= now:
+        first += 1
+    return sessions[first:]
+
+
 # --------------------------------------------------------------------------------------------
 # Capacity: the only two statements that move capacity_remaining on the booking path.
 # --------------------------------------------------------------------------------------------
@@ -248,6 +268,7 @@ _RETURN = text("""
     UPDATE activity_sessions
        SET capacity_remaining = capacity_remaining + :n, version = version + 1
      WHERE organization_id = :org AND id = :id
+    RETURNING venue_id
 """)
 
 _BOOKABLE = text("""
@@ -290,6 +311,7 @@ async def take_capacity(db: AsyncConnection, org_id: uuid.UUID, session, spots: 
         raise Conflict("This activity is not taking bookings.", code="activity_unavailable")
     left = (await db.execute(_TAKE, {"org": org_id, "id": session.id, "n": spots})).scalar_one_or_none()
     if left is not None:
+        capacity_changed(db, session.venue_id)
         return left
     now = await bookable_session(db, org_id, session.id)
     if now.started:
@@ -300,4 +322,6 @@ async def take_capacity(db: AsyncConnection, org_id: uuid.UUID, session, spots: 
 
 
 async def return_capacity(db: AsyncConnection, org_id: uuid.UUID, session_id: uuid.UUID, spots: int) -> None:
-    await db.execute(_RETURN, {"org": org_id, "id": session_id, "n": spots})
+    venue_id = (await db.execute(_RETURN, {"org": org_id, "id": session_id, "n": spots})).scalar_one_or_none()
+    if venue_id is not None:
+        capacity_changed(db, venue_id)

@@ -4,9 +4,10 @@ import uuid
 
 from fastapi import APIRouter, Depends, Response
 
+from bookingtms import cache
 from bookingtms.activities import service as activities_service
 from bookingtms.audit.service import changed, diff, lock_target, record
-from bookingtms.db.engine import tenant_transaction
+from bookingtms.db.engine import read_transaction, tenant_transaction
 from bookingtms.http.idempotency import IdempotencyKey, idempotent
 from bookingtms.http.pagination import PageParams
 from bookingtms.http.principal import Principal, require
@@ -22,7 +23,7 @@ public_router = APIRouter(prefix="/v1/public/venues", tags=["public"])
 
 @router.get("")
 async def list_venues(paging: PageParams = Depends(), p: Principal = Depends(require("venues.view"))):
-    async with tenant_transaction(p.db_context()) as db:
+    async with read_transaction(p.db_context()) as db:
         return await service.list_venues(db, p.organization_id, paging.limit, paging.after)
 
 
@@ -42,7 +43,7 @@ async def create_venue(body: VenueCreate, key: str | None = IdempotencyKey,
 
 @router.get("/{venue_id}")
 async def get_venue(venue_id: uuid.UUID, p: Principal = Depends(require("venues.view"))):
-    async with tenant_transaction(p.db_context()) as db:
+    async with read_transaction(p.db_context()) as db:
         return await service.get_venue(db, p.organization_id, venue_id)
 
 
@@ -70,8 +71,11 @@ async def delete_venue(venue_id: uuid.UUID, p: Principal = Depends(require("venu
 
 @public_router.get("/{embed_key}")
 async def public_venue_info(v: PublicVenue = Depends(public_venue)):
-    async with tenant_transaction(v.db_context()) as db:
-        return {
-            "venue": await service.public_venue_view(db, v.organization_id, v.venue_id),
-            "activities": await activities_service.public_activities(db, v.organization_id, v.venue_id),
-        }
+    async def compute():
+        async with read_transaction(v.db_context()) as db:
+            return {
+                "venue": await service.public_venue_view(db, v.organization_id, v.venue_id),
+                "activities": await activities_service.public_activities(db, v.organization_id, v.venue_id),
+            }
+
+    return await cache.public_venue(v.venue_id, compute)

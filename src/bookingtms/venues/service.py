@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bookingtms.cache import availability_scope, embed_scope, invalidate_after_commit, venue_scope
 from bookingtms.errors import Conflict, NotFound
 from bookingtms.http.pagination import keyset, page
 from bookingtms.models import venues
@@ -24,6 +25,12 @@ def _shown(row) -> dict[str, Any]:
     venue = dict(row._mapping)
     venue["calendar_feed_enabled"] = venue.pop("calendar_token_hash", None) is not None
     return venue
+
+
+def _forget_cached(db: AsyncConnection, venue: dict[str, Any]) -> None:
+    """Once committed, the venue's cached public page, availability (its time zone shapes the
+    window) and embed key lookup (its status) are forgotten."""
+    invalidate_after_commit(db, venue_scope(venue["id"]), availability_scope(venue["id"]), embed_scope(venue["embed_key"]))
 
 
 def slugify(name: str) -> str:
@@ -86,14 +93,20 @@ async def update_venue(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UU
         return current
     row = (await db.execute(update(venues).where(venues.c.organization_id == org_id, venues.c.id == venue_id)
                             .values(**changes).returning(venues))).one()
+    _forget_cached(db, current)
     return _shown(row)
 
 
 async def archive_venue(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID) -> None:
     """Archived, not deleted: its bookings keep their history, and its embed key stops working."""
-    await get_venue(db, org_id, venue_id)
+    _forget_cached(db, await get_venue(db, org_id, venue_id))
     await db.execute(update(venues).where(venues.c.organization_id == org_id, venues.c.id == venue_id)
                      .values(status="archived"))
+
+
+async def embed_keys(db: AsyncConnection, org_id: uuid.UUID) -> list[str]:
+    """Every embed key of the organization (archived venues' too: their negative lookups are cached)."""
+    return list((await db.execute(select(venues.c.embed_key).where(venues.c.organization_id == org_id))).scalars())
 
 
 async def public_venue_view(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID) -> dict[str, Any]:
