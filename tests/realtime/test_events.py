@@ -100,6 +100,7 @@ async def test_another_venue_or_organization_hears_nothing(client, platform_admi
         "name": unique("second venue"), "timezone": "America/New_York"})
     assert venue.status_code == 201, venue.text
     second_venue_key = venue.json()["embed_key"]
+    await wait_for_open_streams(servers[0], 0, within=3)  # A serves two streams at most
 
     async with open_stream(servers[0].url, other_org.embed_key) as foreign, \
             open_stream(servers[0].url, second_venue_key) as sibling:
@@ -129,23 +130,35 @@ async def test_heartbeats_keep_an_idle_stream_alive(tenant, servers):
         assert all(later - earlier < 2 * HEARTBEAT for earlier, later in zip(beats, beats[1:]))
 
 
+async def open_streams_on(server) -> float:
+    """What the server's bookingtms_sse_streams gauge says."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=5) as http:
+        text_ = (await http.get("/metrics")).text
+    return sum(float(line.split()[-1]) for line in text_.splitlines() if line.startswith("bookingtms_sse_streams "))
+
+
+async def wait_for_open_streams(server, expected: float, within: float = 1.0) -> None:
+    deadline = time.monotonic() + within
+    while (found := await open_streams_on(server)) != expected:
+        assert time.monotonic() < deadline, f"{found} streams open, expected {expected}"
+        await asyncio.sleep(0.05)
+
+
 async def test_a_full_server_refuses_with_503_and_a_disconnect_frees_the_slot(tenant, servers):
     a = servers[0]
+    await wait_for_open_streams(a, 0, within=3)  # earlier tests' streams are gone
     async with open_stream(a.url, tenant.embed_key) as one, open_stream(a.url, tenant.embed_key) as two:
         assert one.response.status_code == two.response.status_code == 200
+        assert await open_streams_on(a) == 2
         async with open_stream(a.url, tenant.embed_key) as third:
             assert third.response.status_code == 503
             assert third.response.headers["content-type"].startswith("application/problem+json")
             assert third.response.headers["retry-after"].isdigit()
             assert third.response.json()["code"] == "too_many_streams"
     # Both clients hung up: their slots come back at once.
-    deadline = time.monotonic() + 1.0
-    while True:
-        async with open_stream(a.url, tenant.embed_key) as again, open_stream(a.url, tenant.embed_key) as more:
-            if again.response.status_code == more.response.status_code == 200:
-                break
-        assert time.monotonic() < deadline, "slots were not freed within a second of the disconnects"
-        await asyncio.sleep(0.05)
+    await wait_for_open_streams(a, 0, within=1.0)
+    async with open_stream(a.url, tenant.embed_key) as again, open_stream(a.url, tenant.embed_key) as more:
+        assert again.response.status_code == more.response.status_code == 200
 
 
 async def test_unknown_embed_key_is_404_and_suspended_organization_403(client, platform_admin, servers):
@@ -213,3 +226,19 @@ async def test_sigterm_ends_open_streams_and_the_server_promptly(tenant):
             assert time.monotonic() - started < 8  # an open stream would otherwise keep it up until killed
     finally:
         server.stop()
+
+
+async def test_a_widget_on_another_origin_may_open_and_reopen_the_stream(tenant, servers):
+    origin = {"Origin": "https://escape-rooms.example"}
+    path = f"/v1/public/venues/{tenant.embed_key}/events"
+    async with httpx.AsyncClient(base_url=servers[0].url, timeout=5) as http:
+        # A reconnecting EventSource sends Last-Event-ID, which is not CORS-safelisted: preflighted.
+        preflight = await http.options(path, headers={**origin, "Access-Control-Request-Method": "GET",
+                                                      "Access-Control-Request-Headers": "last-event-id"})
+    assert preflight.status_code == 200, preflight.text
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    assert "last-event-id" in preflight.headers["access-control-allow-headers"].lower()
+    async with open_stream(servers[0].url, tenant.embed_key, headers={**origin, "Last-Event-ID": "7"}) as stream:
+        assert stream.response.status_code == 200
+        assert stream.response.headers["access-control-allow-origin"] == "*"
+        assert (await stream.next_event(2)).event == "resync"

@@ -11,8 +11,9 @@
 -- ("2026-05-01T14:00:00+00:00"), whatever the writing connection's TimeZone. A deleted session
 -- (a schedule change removes sessions nothing ever referred to) is announced as closed.
 --
--- Bulk loads (bench seed) that do not want one notification per row can
--- `ALTER TABLE activity_sessions DISABLE TRIGGER activity_sessions_notify` for the load.
+-- Bulk loads skip it like every trigger with `session_replication_role = replica` (bench seed
+-- does), or with `ALTER TABLE activity_sessions DISABLE TRIGGER activity_sessions_notify`: a load
+-- of millions of sessions in one transaction would otherwise overflow the 8 GB NOTIFY queue.
 
 CREATE FUNCTION notify_session_availability() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, public AS $$
