@@ -30,6 +30,7 @@ from bookingtms.bench.report import BOOKING, Recorder
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 READY_SECONDS = 900  # a first start may run migrations over a large data set
+THINK_SECONDS = 10.0  # a person's pause between two pages, when --users is not given
 
 
 class BenchError(Exception):
@@ -71,8 +72,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="report directory")
     parser.add_argument("--manifest", type=Path,
                         help="the seeder's manifest (default: $BOOKINGTMS_DATA_DIR/bench/manifest.json)")
-    parser.add_argument("--users", type=_positive(int), default=10_000,
-                        help="simulated users; their mean think time is users / rate (default 10000)")
+    parser.add_argument("--users", type=_positive(int),
+                        help="simulated users; their mean think time is users / rate (default: rate x 10 s "
+                             "of think time, so 10,000 users at 1,000 requests/s)")
     parser.add_argument("--staff", type=_positive(int), default=20,
                         help="organizations whose owner logs in for the staff journeys (default 20)")
     parser.add_argument("--capacity", type=_positive(int), default=20, help="hot-slot session capacity")
@@ -102,7 +104,11 @@ def run(args) -> int:
         "data": {"profile": manifest.get("profile"), "counts": manifest.get("counts"), "manifest": str(manifest_path),
                  "sampled_organizations": len(manifest["organizations"])},
     })
-    path = report.write(result, args.out)
+    try:
+        path = report.write(result, args.out)
+    except OSError as exc:
+        print(f"bench run: cannot write the report to {args.out}: {exc}", file=sys.stderr)
+        return 2
     print()
     print(report.markdown(result))
     print(f"report: {path} (and {args.out / 'latest.md'}, .json)")
@@ -125,13 +131,26 @@ def load_manifest(path: Path) -> dict[str, Any]:
         raise BenchError(f"no manifest at {path}: run `bookingtms bench seed` first, or pass --manifest")
     try:
         manifest = json.loads(path.read_text())
-        orgs = manifest["organizations"]
-        manifest["password"]
-        if not isinstance(orgs, list) or not any(o.get("venues") for o in orgs):
+        if not isinstance(manifest.get("password"), str):
+            raise ValueError("no password")
+        for org in manifest["organizations"]:
+            _require(org, "id", "owner_email")
+            for venue in org.get("venues") or []:
+                _require(venue, "id", "embed_key")
+            for booking in org.get("bookings") or []:
+                _require(booking, "id", "reference", "email")
+        if not any(o.get("venues") for o in manifest["organizations"]):
             raise ValueError("it lists no organization with a venue")
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except KeyError as exc:
+        raise BenchError(f"{path} is not a bench manifest (no {exc})") from None
+    except (ValueError, TypeError, AttributeError) as exc:
         raise BenchError(f"{path} is not a bench manifest ({exc})") from None
     return manifest
+
+
+def _require(entry: dict, *keys: str) -> None:
+    if (missing := [k for k in keys if k not in entry]):
+        raise ValueError(f"an entry has no {', '.join(missing)}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -222,6 +241,7 @@ async def bench(args, base_url: str, manifest: dict[str, Any], seed: int) -> dic
 async def mixed(args, client, manifest: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     from bookingtms.bench.load_mix import Catalog, Mix, drive
 
+    users = args.users or max(1, round(args.rate * THINK_SECONDS))
     catalog = Catalog(manifest)
     print(f"logging in up to {args.staff} staff (owners of seeded organizations) ...", flush=True)
     login_failures = await catalog.log_in_staff(client, manifest["password"], args.staff)
@@ -240,9 +260,10 @@ async def mixed(args, client, manifest: dict[str, Any], rng: random.Random) -> d
         edge.update(cpu=report.cpu_times(), client_cpu=time.process_time(), at=loop.time())
         edge["metrics"] = report.parse_metrics(await client.text("/metrics"))
 
-    watchers = [asyncio.create_task(window_opens()), asyncio.create_task(progress(client, recorder, start, in_use))]
+    watchers = [asyncio.create_task(window_opens()), asyncio.create_task(progress(recorder, start)),
+                asyncio.create_task(sample_pool(client, recorder.window, in_use))]
     try:
-        unanswered = await drive(mix, rng, args.rate, args.users, start, end, args.timeout + 2)
+        await drive(mix, rng, args.rate, users, start, end, args.timeout + 2)
     finally:
         for task in watchers:
             task.cancel()
@@ -254,43 +275,53 @@ async def mixed(args, client, manifest: dict[str, Any], rng: random.Random) -> d
     seconds = args.duration
     rows = recorder.endpoint_rows(seconds)
     real = [r for r in rows if r["endpoint"] != BOOKING]
+    answered = sum(r["count"] for r in real)
+    failed = sum(r["errors"] for r in real)
     lags = sorted(recorder.lags)
     m = {
         "load": {"arrivals": "Poisson", "rate_rps": args.rate, "duration_s": args.duration, "warmup_s": args.warmup,
-                 "users": args.users, "think_time_s": args.users / args.rate, "connections": args.connections,
+                 "users": users, "think_time_s": users / args.rate, "connections": args.connections,
                  "timeout_s": args.timeout, "journeys": mix.describe(), "staff_logged_in": len(catalog.staff),
                  "staff_login_failures": login_failures, "venues": len(catalog.venues)},
         "offered_rps": args.rate,
-        "sent": recorder.sent,
-        "sent_in_window": sum(r["sent"] for r in real),
-        "completed": sum(r["count"] for r in real),
-        "unanswered": unanswered,
-        "errors": sum(r["errors"] for r in real) + unanswered,
+        "arrivals": recorder.arrivals,
+        "sent": sum(r["sent"] for r in real),
+        "completed": answered,
+        # Arrivals of the window with no outcome at all (not even a timeout) when the run ended.
+        "unanswered": recorder.arrivals - answered,
+        "errors": failed + recorder.arrivals - answered,
+        "achieved_rps": round((answered - failed) / seconds, 1),
         "endpoints": rows,
         "client": {"processes": 1, "cpu_percent": client_cpu,
-                   "send_lag_p99_ms": round(report.percentile(lags, 99) * 1000, 2) if lags else None,
-                   "send_lag_max_ms": round(lags[-1] * 1000, 2) if lags else None},
+                   "dispatch_lag_p99_ms": round(report.percentile(lags, 99) * 1000, 2) if lags else None,
+                   "dispatch_lag_max_ms": round(lags[-1] * 1000, 2) if lags else None},
         "machine_busy_percent": busy,
         "server": server_side,
     }
-    m["achieved_rps"] = round(m["completed"] / seconds, 1)
     m["targets"] = report.judge(m)
     return m
 
 
-async def progress(client, recorder: Recorder, start: float, in_use: list[float]) -> None:
-    """A line a second; inside the window, also samples the server's pool gauge."""
+async def sample_pool(client, window: tuple[float, float], in_use: list[float]) -> None:
+    """The server's database pool gauge, once a second inside the window."""
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(max(0.0, window[0] - loop.time()))
+    while loop.time() < window[1]:
+        gauge = report.pool_in_use(report.parse_metrics(await client.text("/metrics")))
+        if gauge is not None:
+            in_use.append(gauge)
+        await asyncio.sleep(1.0)
+
+
+async def progress(recorder: Recorder, start: float) -> None:
+    """A line a second: elapsed, sent, answered, errors, P95 of the last second's answers."""
     loop = asyncio.get_running_loop()
     begin, end = recorder.window
     tick = start
     while True:
-        tick += 1.0
-        await asyncio.sleep(max(0.0, tick - loop.time()))
+        tick = max(tick + 1.0, loop.time())
+        await asyncio.sleep(tick - loop.time())
         now = loop.time()
-        if begin <= now < end:
-            gauge = report.pool_in_use(report.parse_metrics(await client.text("/metrics")))
-            if gauge is not None:
-                in_use.append(gauge)
         phase = "warm-up" if now < begin else "measuring" if now < end else "draining"
         p95 = recorder.take_recent_p95_ms()
         print(f"{now - start:6.0f}s  {phase:9}  sent {recorder.sent:>8,}  answered {recorder.done:>8,}  "

@@ -38,23 +38,28 @@ class Client:
         connector = aiohttp.TCPConnector(limit=connections, keepalive_timeout=4, force_close=False)
         self.http = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout),
                                           skip_auto_headers=("User-Agent",))
+        # Its own connections, so reading /metrics never queues behind the load.
+        self.monitor = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=2, keepalive_timeout=4),
+                                             timeout=aiohttp.ClientTimeout(total=30))
 
     async def close(self) -> None:
         await self.http.close()
+        await self.monitor.close()
 
     async def call(self, method: str, path: str, route: str, *, intended: float | None = None,
                    json: Any = None, params: dict | None = None, headers: dict | None = None,
                    ok: tuple[int, ...] = (200,), refusals: tuple[str, ...] = (), want_body: bool = False,
                    record: bool = True) -> Answer:
         """One request. `ok` statuses and `refusals` (outcomes like "409 sold_out" that are the right
-        answer under contention) are not errors; everything else is. Latency runs from `intended`
-        (or from the actual send, if that was earlier), so a client or server falling behind shows."""
+        answer under contention) are not errors; everything else is. Latency runs from `intended`,
+        the time the request was scheduled (or from the actual send, if that was earlier), so waiting
+        for a free connection or a client or server falling behind all show."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         intended = started if intended is None else intended
         begin = min(intended, started)
         if record:
-            self.recorder.started(route, intended, started - intended)
+            self.recorder.started(route, intended)
         status = code = body = None
         if json is not None:
             headers = {**JSON, **(headers or {})}
@@ -86,7 +91,7 @@ class Client:
     async def text(self, path: str) -> str | None:
         """A plain-text page (GET /metrics), or None when it does not answer 200."""
         try:
-            async with self.http.get(self.base_url + path) as response:
+            async with self.monitor.get(self.base_url + path) as response:
                 return await response.text() if response.status == 200 else None
         except (asyncio.TimeoutError, aiohttp.ClientError):
             return None

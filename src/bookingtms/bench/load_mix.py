@@ -2,10 +2,11 @@
 looking bookings up, staff dashboards), driven open-loop at a fixed arrival rate.
 
 Arrivals are a Poisson stream at `rate` requests/s, fixed before any answer comes back. Each arrival
-goes to one of `users` users picked at random, which takes the next step of its journey; so every
-user pauses an exponential think time of mean `users / rate` between steps, and together they send
-`rate` requests/s however fast or slow the server answers. A step that needs the previous step's
-answer (a checkout needs its hold) waits for it, and its latency then starts at that answer."""
+goes to one of `users` users picked at random (one not waiting for an answer), which takes the next
+step of its journey; so users pause an exponential think time of mean about `users / rate` between
+steps, and together they send `rate` requests/s however fast or slow the server answers. Every
+latency counts from the request's arrival (its scheduled send time), never from when it could be
+sent, so slow answers cannot hide (no coordinated omission)."""
 
 from __future__ import annotations
 
@@ -230,38 +231,51 @@ class Mix:
 
 
 class User:
-    """One simulated user: takes the next step of its journey at each of its arrivals, one step at
-    a time."""
+    """One simulated user: takes the next step of its journey at each of its arrivals."""
 
     def __init__(self, mix: Mix):
         self.mix = mix
         self.steps: Iterator[Step] = iter(())
         self.last: asyncio.Task | None = None
 
-    def arrive(self, scheduled: float, tasks: set) -> None:
-        task = asyncio.create_task(self._step(self.last, scheduled))
+    @property
+    def busy(self) -> bool:
+        return self.last is not None and not self.last.done()
+
+    def arrive(self, arrival: float, tasks: set) -> None:
+        task = asyncio.create_task(self._step(self.last, arrival))
         self.last = task
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    async def _step(self, previous: asyncio.Task | None, scheduled: float) -> None:
-        loop = asyncio.get_running_loop()
+    async def _step(self, previous: asyncio.Task | None, arrival: float) -> None:
         if previous is not None and not previous.done():
-            await asyncio.wait([previous])
-            scheduled = max(scheduled, loop.time())
+            await asyncio.wait([previous])  # a step may need the previous step's answer
         step = next(self.steps, None)
         if step is None:
             self.steps = self.mix.journey()
             step = next(self.steps)
-        await step(scheduled)
+        await step(arrival)
+
+
+def pick_user(population: list[User], rng: random.Random, tries: int = 8) -> User:
+    """A random user who is not waiting for an answer. Only when the server is so slow that all
+    the users tried are waiting does an arrival queue behind a user's unanswered step; its latency
+    still counts from its arrival."""
+    for _ in range(tries):
+        user = population[rng.randrange(len(population))]
+        if not user.busy:
+            return user
+    return user
 
 
 async def drive(mix: Mix, rng: random.Random, rate: float, users: int, start: float, end: float,
-                drain: float) -> int:
+                drain: float) -> None:
     """Poisson arrivals at `rate` from loop time `start` to `end`, then up to `drain` seconds for the
-    answers still outstanding. Returns how many steps were cut off unanswered."""
+    answers still outstanding; what is still open then is cut off (the recorder counts it)."""
     loop = asyncio.get_running_loop()
     population = [User(mix) for _ in range(users)]
+    recorder = mix.client.recorder
     tasks: set[asyncio.Task] = set()
     t = start
     while True:
@@ -271,10 +285,9 @@ async def drive(mix: Mix, rng: random.Random, rate: float, users: int, start: fl
         delay = t - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        population[rng.randrange(users)].arrive(t, tasks)
+        recorder.arrived(t, loop.time() - t)
+        pick_user(population, rng).arrive(t, tasks)
     if tasks:
         await asyncio.wait(set(tasks), timeout=max(0.0, end + drain - loop.time()))
-    unanswered = len(tasks)
     for task in list(tasks):
         task.cancel()
-    return unanswered
