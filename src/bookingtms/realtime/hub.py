@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -29,7 +30,10 @@ from bookingtms.db.urls import app_url
 
 CHANNEL = "session_availability"
 QUEUE_SIZE = 256  # events a stream may fall behind by before it is told to resync
-PING_SECONDS = 10.0  # how often the idle LISTEN connection is checked, to notice a silent network drop
+# How often the idle LISTEN connection is checked, to notice a network that died silently; the
+# answer may take long on a busy server (a false alarm would make every client refetch at once).
+PING_SECONDS = 10.0
+PING_TIMEOUT_SECONDS = 30.0
 CLOSE = None  # queued to end a stream
 
 log = structlog.get_logger("bookingtms.realtime")
@@ -142,18 +146,22 @@ class Hub:
             try:
                 conn = await asyncpg.connect(self._dsn, timeout=5, server_settings={
                     "application_name": f"bookingtms-listen {os.getpid()}"})
-            except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+            except Exception as exc:  # noqa: BLE001 - refused, timed out, auth: all mean "try again later"
                 log.warning("realtime_connect_failed", error=repr(exc), retry_in=delay)
             else:
+                connected = time.monotonic()
                 try:
                     await self._listen(conn)
-                    delay = 0.1  # it worked for a while: reconnect quickly
+                except Exception:  # noqa: BLE001 - whatever broke, listening must resume
+                    log.exception("realtime_listen_failed")
                 finally:
                     self.listening.clear()
                     conn.terminate()
                 if self._closing.is_set():
                     return
                 log.warning("realtime_connection_lost")
+                if time.monotonic() - connected > 10 * delay:
+                    delay = 0.1  # it worked for a while: reconnect at once
             try:  # back off, unless stopping
                 await asyncio.wait_for(self._closing.wait(), delay)
             except asyncio.TimeoutError:
@@ -161,14 +169,10 @@ class Hub:
             delay = min(delay * 2, 5.0)
 
     async def _listen(self, conn: asyncpg.Connection) -> None:
-        """LISTENs on `conn` until it is lost or the hub stops."""
+        """LISTENs on `conn` until it is lost (or stops answering) or the hub stops."""
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())
-        try:
-            await conn.add_listener(CHANNEL, self._on_notify)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.warning("realtime_listen_failed", error=repr(exc))
-            return
+        await conn.add_listener(CHANNEL, self._on_notify)
         self.listening.set()
         # Whatever changed while nobody was listening is unknown: every open stream starts over.
         self._broadcast(resync_event("reconnected"))
@@ -176,7 +180,4 @@ class Hub:
             try:
                 await asyncio.wait_for(lost.wait(), PING_SECONDS)
             except asyncio.TimeoutError:
-                try:
-                    await conn.fetchval("SELECT 1", timeout=5)
-                except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                    return
+                await conn.fetchval("SELECT 1", timeout=PING_TIMEOUT_SECONDS)  # raises if the connection is dead
