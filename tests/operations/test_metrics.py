@@ -1,17 +1,18 @@
 """GET /metrics (issue 5, item 10): Prometheus text with request latency per route template,
 holds by outcome, bookings by status, database pool use and job lag; served to the local host only.
 
-These tests use the in-process app, whose samples live in the default registry shared by every
-test of this process, so they compare values before and after what they do."""
+Most tests use the in-process app, whose samples live in the default registry shared by every
+test of this process, so they compare values before and after what they do; the rate-limit test
+uses a fresh server process of its own."""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import random
 import uuid
-from datetime import datetime, timedelta, timezone
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
@@ -84,6 +85,26 @@ async def test_holds_by_outcome_and_bookings_by_status(client, tenant):
     assert delta("bookingtms_holds_total", outcome="success") == 2  # the first hold and the booking's
     assert delta("bookingtms_holds_total", outcome="sold_out") == 1
     assert delta("bookingtms_bookings_total", status="confirmed") == 1
+
+
+def test_rate_limit_refusals_are_counted_by_tier(live_server_factory):
+    """A server with a public limit of 3 a minute: the 4th and 5th requests from one address are
+    refused, counted as public-tier refusals, and timed under their route; /metrics itself is never
+    limited."""
+    server = live_server_factory({"BOOKINGTMS_RATE_LIMITS": "1", "BOOKINGTMS_RATE_LIMIT_PUBLIC": "3/minute",
+                                  "BOOKINGTMS_TRUSTED_PROXIES": "127.0.0.1"})
+    address = str(ipaddress.IPv6Address((0x20010DB8 << 96) | random.getrandbits(64)))  # documentation range
+    with httpx.Client(base_url=server.url, timeout=15) as http:
+        statuses = [http.get("/v1/public/venues/no-such-venue/availability",
+                             headers={"X-Forwarded-For": address}).status_code for _ in range(5)]
+        assert statuses == [404, 404, 404, 429, 429]
+        scrapes = [http.get("/metrics") for _ in range(5)]
+    assert [r.status_code for r in scrapes] == [200] * 5
+    samples = parse(scrapes[-1].text)
+    assert value(samples, "bookingtms_rate_limited_total", tier="public") == 2
+    assert value(samples, "bookingtms_rate_limited_total", tier="authenticated") == 0
+    assert value(samples, "bookingtms_http_request_duration_seconds_count",
+                 method="GET", route=AVAILABILITY, status="4xx") == 5
 
 
 async def test_metrics_is_not_public(app):
