@@ -21,6 +21,7 @@ timestamps come from precomputed day and time-of-day strings, and no value needs
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 import random
@@ -86,6 +87,10 @@ class Template:
     @property
     def slots(self) -> tuple[int, ...]:
         return tuple(int(t[:2]) * 60 + int(t[3:]) for t in self.times)
+
+    @functools.cached_property
+    def policy_json(self) -> str:
+        return json.dumps(self.policy)
 
 
 STANDARD_POLICY = {"full_refund_hours": 24}
@@ -346,7 +351,7 @@ class Generator:
                                           f"{template.category}\t{template.difficulty or NULL}\t"
                                           f"{template.duration}\t{template.capacity}\t{template.min_players}\t"
                                           f"{template.max_players}\t{price}\t{currency}\t"
-                                          f"{self.schedule(template, zone)}\t{json.dumps(template.policy)}\t"
+                                          f"{self.schedule(template, zone)}\t{template.policy_json}\t"
                                           f"{self.date(self._today[zone] + self.horizon)}\t{created}\t{created}\n")
                     venue.activities.append(activity)
                 org.venues.append(venue)
@@ -436,7 +441,7 @@ class _Booker:
         capacity, low, high, price, policy = t.capacity, t.min_players, t.max_players, activity.price, t.policy
         session_id = ids()
         past = start < now
-        local_date = gen.date((start + gen._offsets[venue.zone][start // DAY - gen._first_day]) // DAY)
+        local_date = gen.date((start + gen._offsets[venue.zone][start // DAY - gen._first_day]) // DAY) if fill else ""
         created = touched = max(gen.catalog_created, start - (gen.horizon + 1) * DAY)
         target = math.ceil(capacity * fill)
         taken = made = moves = 0
@@ -470,7 +475,7 @@ class _Booker:
                 customer[3] += total
                 customer[5] = max(customer[5], booked_at)
                 self.confirmed.append((booking_id, reference, k))
-                status, cancellation, checked_in = "confirmed", f"{json.dumps(policy)}\t{NULL}\t{NULL}\t{NULL}", NULL
+                status, cancellation, checked_in = "confirmed", f"{t.policy_json}\t{NULL}\t{NULL}\t{NULL}", NULL
                 if past and rng.random() < CHECKIN_RATE:
                     checked = start - int(rng.random() * 900)
                     checked_in, updated = ts(checked), checked
