@@ -94,12 +94,13 @@ async def public_venue(venue_id, compute: Callable[[], Awaitable[Any]]) -> Any:
                               settle_ms=_settle_ms(True))
 
 
-async def availability(venue_id, query: str, compute: Callable[[], Awaitable[Any]]) -> Any:
-    """`query` is the request's own query (not the window it resolves to: a default window moves
-    with the clock, and the caller drops sessions that started since)."""
+async def availability(venue_id, query: str, compute: Callable[[], Awaitable[Any]]) -> bytes:
+    """The JSON text of the venue's availability for `query`: the request's own query, not the
+    window it resolves to (a default window moves with the clock; the caller drops the sessions
+    that started since)."""
     key = hashlib.blake2b(query.encode(), digest_size=12).hexdigest()
     return await read_through("availability", availability_scope(venue_id), key, AVAILABILITY_TTL, compute,
-                              settle_ms=_settle_ms(True))
+                              settle_ms=_settle_ms(True), raw=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -168,24 +169,31 @@ def _is_down(redis: aioredis.Redis) -> bool:
 
 
 async def read_through(name: str, scope: str, key: str, ttl: float, compute: Callable[[], Awaitable[Any]], *,
-                       settle_ms: int = 0, client: aioredis.Redis | None = None) -> Any:
+                       settle_ms: int = 0, raw: bool = False, client: aioredis.Redis | None = None) -> Any:
     """The cached value, or `compute()`'s, stored for `ttl` seconds. The answer is always the JSON
-    form of the value (UUIDs and datetimes as strings), whether it came from Redis or not.
+    form of the value (UUIDs and datetimes as strings), whether it came from Redis or not; with
+    `raw`, its JSON text (bytes), which a hot endpoint can send without decoding it.
     Counts `bookingtms_cache_hits_total` / `_misses_total{cache=name}`: a miss is one computation."""
+    found = await _read_through(name, scope, key, ttl, compute, settle_ms, client)
+    return found if raw else orjson.loads(found)
+
+
+async def _read_through(name: str, scope: str, key: str, ttl: float, compute: Callable[[], Awaitable[Any]],
+                        settle_ms: int, client: aioredis.Redis | None) -> bytes:
     if not get_settings().cache_enabled:
-        return orjson.loads(_encode(await compute()))
+        return _encode(await compute())
     redis = client or get_redis()
     if _is_down(redis):
-        return orjson.loads(await _compute(name, compute))
+        return await _compute(name, compute)
     prefix = f"cache:{name}:{scope}:"
     try:
-        generation, raw = await redis.eval(_READ, 1, _generation_key(scope), prefix, f":{key}")
+        generation, found = await redis.eval(_READ, 1, _generation_key(scope), prefix, f":{key}")
     except _REDIS_DOWN as exc:
         _unavailable(redis, exc)
-        return orjson.loads(await _compute(name, compute))
-    if raw is not None:
+        return await _compute(name, compute)
+    if found is not None:
         _count_hit(name)
-        return orjson.loads(raw)
+        return found
     generation = generation.decode()
     value_key = f"{prefix}{generation}:{key}"
     task = _inflight.get(value_key)
@@ -199,25 +207,25 @@ async def read_through(name: str, scope: str, key: str, ttl: float, compute: Cal
 
 
 async def _fill(redis: aioredis.Redis, name: str, scope: str, generation: str, value_key: str, ttl: float,
-                compute: Callable[[], Awaitable[Any]], settle_ms: int) -> Any:
+                compute: Callable[[], Awaitable[Any]], settle_ms: int) -> bytes:
     lock_key = f"{value_key}:lock"
     try:
         if not await redis.set(lock_key, b"1", nx=True, px=LOCK_MS):
-            raw = await _wait_for_value(redis, value_key, lock_key)
-            if raw is not None:
+            found = await _wait_for_value(redis, value_key, lock_key)
+            if found is not None:
                 _count_hit(name)
-                return orjson.loads(raw)
+                return found
     except _REDIS_DOWN as exc:
         _unavailable(redis, exc)
-        return orjson.loads(await _compute(name, compute))
+        return await _compute(name, compute)
     try:
-        raw = await _compute(name, compute)
+        value = await _compute(name, compute)
     except BaseException:
         await _quietly(redis, redis.delete(lock_key))
         raise
     await _quietly(redis, redis.eval(_WRITE, 3, _generation_key(scope), value_key, lock_key,
-                              generation, raw, int(ttl * 1000), settle_ms))
-    return orjson.loads(raw)
+                                     generation, value, int(ttl * 1000), settle_ms))
+    return value
 
 
 async def _wait_for_value(redis: aioredis.Redis, value_key: str, lock_key: str) -> bytes | None:

@@ -6,11 +6,13 @@ has no live hold or booking, and only such sessions are ever changed by a schedu
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, TIMESTAMP
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -244,13 +246,20 @@ async def availability(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UU
     return [dict(r._mapping) for r in (await db.execute(query)).all()]
 
 
-def not_started(sessions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A cached availability answer (JSON form, ordered by start) without the sessions that have
-    started since it was computed."""
-    now, first = datetime.now(timezone.utc), 0
-    while first < len(sessions) and datetime.fromisoformat(sessions[first]["start_time"]) <= now:
-        first += 1
-    return sessions[first:]
+_FIRST_START = re.compile(rb'"start_time":"([^"]+)"')
+
+
+def not_started(sessions_json: bytes) -> bytes:
+    """A cached availability answer (a JSON list ordered by start) without the sessions that have
+    started since it was computed. Decoded only when the first one has started: the hot path
+    sends the cached text as it is."""
+    now, first = datetime.now(timezone.utc), _FIRST_START.search(sessions_json)
+    if first is None or datetime.fromisoformat(first[1].decode()) > now:
+        return sessions_json
+    sessions = orjson.loads(sessions_json)
+    while sessions and datetime.fromisoformat(sessions[0]["start_time"]) <= now:
+        sessions.pop(0)
+    return orjson.dumps(sessions)
 
 
 # --------------------------------------------------------------------------------------------
