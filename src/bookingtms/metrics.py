@@ -129,7 +129,8 @@ class MeasuredPool(AsyncAdaptedQueuePool):
         return self.logging_name or "primary"
 
     def _do_get(self):
-        if self.checkedin() == 0 and self.overflow() >= self._max_overflow:
+        # QueuePool waits exactly when no idle connection is left and it may open no more.
+        if self.checkedin() == 0 and -1 < self._max_overflow <= self.overflow():
             DB_POOL_WAITS.labels(self._label).inc()
         record = super()._do_get()
         DB_POOL_IN_USE.labels(self._label).set(self.checkedout())
