@@ -96,13 +96,28 @@ async def test_mixed_load_writes_a_report_with_every_endpoint(live_server, manif
     assert report["data"]["profile"] == "test" and report["machine"]["cpus"] == os.cpu_count()
     assert mixed["client"]["cpu_percent"] > 0
 
+    # Cache and server timings come from the server's /metrics when it exports them; otherwise the
+    # report says they are not available.
+    exported = httpx.get(f"{live_server.url}/metrics", timeout=10)
+    server = mixed["server"]
+    if exported.status_code == 200 and "bookingtms_cache_hits_total" in exported.text:
+        assert server["cache"]["exported"] and server["cache"]["hits"] + server["cache"]["misses"] > 0
+        assert 0 <= server["cache"]["hit_rate"] <= 1
+    else:
+        assert not server.get("cache", {}).get("exported")
+    if exported.status_code == 200 and "bookingtms_http_request_duration_seconds_bucket" in exported.text:
+        assert rows[AVAILABILITY]["server"]["count"] > 0
+        assert rows[AVAILABILITY]["server"]["p50_ms"] <= rows[AVAILABILITY]["server"]["p95_ms"]
+    else:
+        assert "server" not in rows[AVAILABILITY]
+
     md = (out / "latest.md").read_text()
     assert f"`{AVAILABILITY}`" in md and "Targets (issue 5, item 3)" in md and "PRD P50/P95/P99" in md
 
 
 async def test_hot_slot_sells_exactly_capacity_on_a_server_it_starts(manifest, tmp_path, owner_engine):
     out = tmp_path / "results"
-    code, output = await bench("--manifest", str(manifest), "--scenario", "hot-slot", "--workers", "2",
+    code, output = await bench("--manifest", str(manifest), "--scenario", "hot-slot", "--workers", "1",
                                "--capacity", "5", "--buyers", "60", "--out", str(out))
     assert code == 0, output
     hot = json.loads((out / "latest.json").read_text())["hot_slot"]
@@ -120,7 +135,7 @@ async def test_hot_slot_sells_exactly_capacity_on_a_server_it_starts(manifest, t
     assert doctor == 0, report
 
     # It started its own server and stopped it again.
-    url = re.search(r"starting bookingtms serve --workers 2 on (http://127\.0\.0\.1:\d+)", output).group(1)
+    url = re.search(r"starting bookingtms serve --workers 1 on (http://127\.0\.0\.1:\d+)", output).group(1)
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/healthz", timeout=2)
 

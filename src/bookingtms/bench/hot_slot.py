@@ -34,20 +34,20 @@ async def run_hot_slot(client: Client, manifest: dict[str, Any], capacity: int, 
     if org is None:
         raise SetupFailed("the manifest lists no organization with a venue")
     venue = org["venues"][0]
-    token = _need(await client.call("POST", "/v1/auth/login", "login", record=False, want_body=True,
+    token = _need(await client.call("POST", "/v1/auth/login", "login", record=False, want_body=True, timeout=60,
                                     json={"email": org["owner_email"], "password": manifest["password"]}),
                   200, f"login as {org['owner_email']}")["access_token"]
     auth = {"Authorization": f"Bearer {token}"}
 
     # One session tomorrow at noon, venue time: far enough ahead to be bookable whatever the hour.
     tomorrow = datetime.now(timezone.utc).astimezone(ZoneInfo(venue.get("timezone") or "UTC")).date() + timedelta(days=1)
-    activity = _need(await client.call("POST", "/v1/activities", "setup", record=False, want_body=True, headers=auth,
+    activity = _need(await client.call("POST", "/v1/activities", "setup", record=False, want_body=True, timeout=60, headers=auth,
                                        json={
         "venue_id": venue["id"], "name": f"Hot slot {uuid.uuid4().hex[:8]}", "duration_minutes": 60,
         "capacity": capacity, "min_players": 1, "max_players": 1, "price_amount": 2500,
         "schedule": {"weekly": [{"days": [tomorrow.strftime("%a").lower()], "times": ["12:00"]}],
                      "start_date": tomorrow.isoformat(), "end_date": tomorrow.isoformat()}}), 201, "create activity")
-    sessions = _need(await client.call("GET", "/v1/sessions", "setup", record=False, want_body=True, headers=auth,
+    sessions = _need(await client.call("GET", "/v1/sessions", "setup", record=False, want_body=True, timeout=60, headers=auth,
                                        params={"activity_id": activity["id"]}), 200, "list sessions")["items"]
     if len(sessions) != 1:
         raise SetupFailed(f"expected one generated session, got {len(sessions)}")
@@ -80,12 +80,12 @@ async def run_hot_slot(client: Client, manifest: dict[str, Any], capacity: int, 
     await asyncio.gather(*(buyer(i) for i in range(buyers)))
     elapsed = loop.time() - start
 
-    stored = _need(await client.call("GET", f"/v1/sessions/{session_id}", "verify", record=False, want_body=True,
+    stored = _need(await client.call("GET", f"/v1/sessions/{session_id}", "verify", record=False, want_body=True, timeout=60,
                                      headers=auth), 200, "read the session")
     listed, cursor = 0, None
     while True:
         params = {"activity_id": activity["id"], "limit": "200", **({"cursor": cursor} if cursor else {})}
-        page = _need(await client.call("GET", "/v1/bookings", "verify", record=False, want_body=True, headers=auth,
+        page = _need(await client.call("GET", "/v1/bookings", "verify", record=False, want_body=True, timeout=60, headers=auth,
                                        params=params), 200, "list the bookings")
         listed += sum(1 for b in page["items"] if b["status"] != "cancelled")
         if not (cursor := page.get("next_cursor")):

@@ -49,7 +49,7 @@ class Client:
     async def call(self, method: str, path: str, route: str, *, intended: float | None = None,
                    json: Any = None, params: dict | None = None, headers: dict | None = None,
                    ok: tuple[int, ...] = (200,), refusals: tuple[str, ...] = (), want_body: bool = False,
-                   record: bool = True) -> Answer:
+                   record: bool = True, timeout: float | None = None) -> Answer:
         """One request. `ok` statuses and `refusals` (outcomes like "409 sold_out" that are the right
         answer under contention) are not errors; everything else is. Latency runs from `intended`,
         the time the request was scheduled (or from the actual send, if that was earlier), so waiting
@@ -65,7 +65,9 @@ class Client:
             headers = {**JSON, **(headers or {})}
         try:
             async with self.http.request(method, self.base_url + path, params=params, headers=headers,
-                                         data=None if json is None else orjson.dumps(json)) as response:
+                                         data=None if json is None else orjson.dumps(json),
+                                         **({"timeout": aiohttp.ClientTimeout(total=timeout)} if timeout else {})
+                                         ) as response:
                 raw = await response.read()
                 status = response.status
         except asyncio.TimeoutError:
@@ -87,6 +89,20 @@ class Client:
             error = not (status in ok or answer.outcome in refusals)
             self.recorder.finished(route, intended, done - begin, answer.outcome, error)
         return answer
+
+    async def settle(self, quick: float = 0.1, within: float = 120.0) -> bool:
+        """Waits until the server answers /healthz quickly three times in a row (it may still be
+        working through a previous scenario's backlog). False if it never did within `within` s."""
+        loop = asyncio.get_running_loop()
+        deadline, streak = loop.time() + within, 0
+        while streak < 3:
+            if loop.time() > deadline:
+                return False
+            began = loop.time()
+            answered = await self.text("/healthz") is not None
+            streak = streak + 1 if answered and loop.time() - began < quick else 0
+            await asyncio.sleep(0.5)
+        return True
 
     async def text(self, path: str) -> str | None:
         """A plain-text page (GET /metrics), or None when it does not answer 200."""

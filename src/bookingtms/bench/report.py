@@ -124,19 +124,31 @@ class Recorder:
 # ------------------------------------------------------------------------------------------------
 # The server's /metrics (Prometheus text): counters are compared before and after the window.
 # ------------------------------------------------------------------------------------------------
-def parse_metrics(text: str | None) -> dict[tuple[str, tuple], float] | None:
+@dataclass
+class Scrape:
+    """One reading of /metrics: every sample's value, and the metric families the server declares
+    (a labelled counter nothing has touched yet is declared with no samples: it reads as zero)."""
+    values: dict[tuple[str, tuple], float]
+    families: set[str]
+
+    def declares(self, name: str) -> bool:
+        return name in self.families or name.removesuffix("_total") in self.families
+
+
+def parse_metrics(text: str | None) -> Scrape | None:
     if text is None:
         return None
     from prometheus_client.parser import text_string_to_metric_families
 
-    values: dict[tuple[str, tuple], float] = {}
+    scrape = Scrape({}, set())
     try:
         for family in text_string_to_metric_families(text):
+            scrape.families.add(family.name)
             for sample in family.samples:
-                values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+                scrape.values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     except ValueError:  # not Prometheus text: as if there were no /metrics
         return None
-    return values
+    return scrape
 
 
 def _by_label(values: dict, name: str, label: str) -> dict[str, float]:
@@ -148,15 +160,14 @@ def _by_label(values: dict, name: str, label: str) -> dict[str, float]:
     return out
 
 
-def server_metrics(before: dict | None, after: dict | None, pool_in_use: list[float]) -> dict[str, Any]:
+def server_metrics(before: Scrape | None, after: Scrape | None, pool_in_use: list[float]) -> dict[str, Any]:
     """Cache hit rate and pool waits over the window; "not available" when the server does not export them."""
     if before is None or after is None:
         return {"available": False, "note": "GET /metrics did not answer"}
-    delta = {key: value - before.get(key, 0.0) for key, value in after.items()}
+    delta = {key: value - before.values.get(key, 0.0) for key, value in after.values.items()}
     hits = _by_label(delta, "bookingtms_cache_hits_total", "cache")
     misses = _by_label(delta, "bookingtms_cache_misses_total", "cache")
     waits = _by_label(delta, "bookingtms_db_pool_waits_total", "pool")
-    exported = {name for name, _ in after}
     caches = {}
     for name in sorted(set(hits) | set(misses)):
         total = hits.get(name, 0) + misses.get(name, 0)
@@ -165,20 +176,55 @@ def server_metrics(before: dict | None, after: dict | None, pool_in_use: list[fl
     total_hits, total_reads = sum(hits.values()), sum(hits.values()) + sum(misses.values())
     return {
         "available": True,
-        "cache": {"exported": "bookingtms_cache_hits_total" in exported, "by_cache": caches,
+        "cache": {"exported": after.declares("bookingtms_cache_hits_total"), "by_cache": caches,
                   "hits": int(total_hits), "misses": int(total_reads - total_hits),
                   "hit_rate": round(total_hits / total_reads, 4) if total_reads else None},
         "db_pool_waits": ({k: int(v) for k, v in waits.items()}
-                          if "bookingtms_db_pool_waits_total" in exported else None),
+                          if after.declares("bookingtms_db_pool_waits_total") else None),
         "db_pool_in_use_max": max(pool_in_use) if pool_in_use else None,
     }
 
 
-def pool_in_use(values: dict | None) -> float | None:
-    if not values:
+def server_latency(before: Scrape | None, after: Scrape | None) -> dict[str, dict[str, Any]]:
+    """Per "METHOD /route", how long the server itself took over the window (its latency
+    histogram's deltas; P50/P95 interpolated within buckets as Prometheus' histogram_quantile
+    does). Against what the client measured, the difference is time spent queueing."""
+    if not before or not after:
+        return {}
+    histograms: dict[str, dict[float, float]] = {}
+    for (name, labels), value in after.values.items():
+        if name == "bookingtms_http_request_duration_seconds_bucket":
+            label = dict(labels)
+            buckets = histograms.setdefault(f"{label.get('method')} {label.get('route')}", {})
+            le = float(label["le"])
+            buckets[le] = buckets.get(le, 0.0) + value - before.values.get((name, labels), 0.0)
+    out = {}
+    for route, buckets in histograms.items():
+        bounds = sorted(buckets)
+        total = buckets[bounds[-1]]
+        if total > 0:
+            out[route] = {"count": int(total), "p50_ms": _bucket_quantile(bounds, buckets, 0.50 * total),
+                          "p95_ms": _bucket_quantile(bounds, buckets, 0.95 * total)}
+    return out
+
+
+def _bucket_quantile(bounds: list[float], buckets: dict[float, float], rank: float) -> float:
+    lower, below = 0.0, 0.0
+    for bound in bounds:
+        if buckets[bound] >= rank:
+            if math.isinf(bound):  # beyond the last bucket: all we know is "more than the last bound"
+                return round(lower * 1000, 1)
+            share = (rank - below) / max(buckets[bound] - below, 1e-9)
+            return round((lower + (bound - lower) * share) * 1000, 1)
+        lower, below = bound, buckets[bound]
+    return round(lower * 1000, 1)
+
+
+def pool_in_use(scrape: Scrape | None) -> float | None:
+    """Database connections checked out right now, summed over pools and processes."""
+    if scrape is None or not scrape.declares("bookingtms_db_pool_connections_in_use"):
         return None
-    found = [v for (name, _), v in values.items() if name == "bookingtms_db_pool_connections_in_use"]
-    return sum(found) if found else None
+    return sum(v for (name, _), v in scrape.values.items() if name == "bookingtms_db_pool_connections_in_use")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -292,13 +338,17 @@ def _mixed_markdown(m: dict[str, Any]) -> list[str]:
     out += ["### Endpoints (ms)", ""]
     rows = []
     for r in m["endpoints"]:
-        prd = r.get("prd")
+        prd, server = r.get("prd"), r.get("server")
         rows.append([f"`{r['endpoint']}`", r["count"], r["achieved_rps"], _ms(r["p50_ms"]), _ms(r["p95_ms"]),
                      _ms(r["p99_ms"]), _ms(r["max_ms"]), r["errors"],
+                     f"{_ms(server['p50_ms'])}/{_ms(server['p95_ms'])}" if server else "–",
                      f"{prd['p50_ms']}/{prd['p95_ms']}/{prd['p99_ms']}" if prd else "–",
                      (_ms_verdict(r["p95_ms"], prd["p95_ms"]) if prd else "–")])
-    out += _table(["endpoint", "count", "good/s", "P50", "P95", "P99", "max", "errors", "PRD P50/P95/P99",
-                   "P95 vs PRD"], rows)
+    out += _table(["endpoint", "count", "good/s", "P50", "P95", "P99", "max", "errors", "server P50/P95",
+                   "PRD P50/P95/P99", "P95 vs PRD"], rows)
+    out += ["", "P50 to max: as the client saw them, from each request's scheduled send. Server P50/P95: the "
+                "server's own timing of the same window (its /metrics histogram); the gap between the two is "
+                "time spent waiting (for a connection, a worker, the CPU)."]
     outcome_rows = [[f"`{r['endpoint']}`", ", ".join(f"{k}: {v}" for k, v in sorted(r["outcomes"].items())),
                      ", ".join(f"{k}: {v}" for k, v in sorted(r["error_outcomes"].items())) or "–"]
                     for r in m["endpoints"] if r["endpoint"] != BOOKING]
