@@ -229,7 +229,7 @@ async def bench(args, base_url: str, manifest: dict[str, Any], seed: int) -> dic
             result["mixed"] = await mixed(args, client, manifest, rng)
         if args.scenario in ("hot-slot", "all"):
             if "mixed" in result and not await client.settle():
-                print("the server is still slow to answer /healthz two minutes after the mixed load", flush=True)
+                print("the server is still slow to answer /readyz two minutes after the mixed load", flush=True)
             print(f"hot slot: {args.buyers} buyers within 1 s for {args.capacity} spots ...", flush=True)
             try:
                 result["hot_slot"] = await run_hot_slot(client, manifest, args.capacity, args.buyers)
@@ -308,15 +308,15 @@ async def mixed(args, client, manifest: dict[str, Any], rng: random.Random) -> d
     return m
 
 
-async def sample_pool(client, window: tuple[float, float], in_use: list[float]) -> None:
-    """The server's database pool gauge, once a second inside the window."""
+async def sample_pool(client, window: tuple[float, float], in_use: list[float], every: float = 5.0) -> None:
+    """The server's database pool gauge, every few seconds inside the window (/metrics is not free)."""
     loop = asyncio.get_running_loop()
     await asyncio.sleep(max(0.0, window[0] - loop.time()))
     while loop.time() < window[1]:
         gauge = report.pool_in_use(report.parse_metrics(await client.text("/metrics")))
         if gauge is not None:
             in_use.append(gauge)
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(every)
 
 
 async def progress(recorder: Recorder, start: float) -> None:

@@ -90,16 +90,17 @@ class Client:
             self.recorder.finished(route, intended, done - begin, answer.outcome, error)
         return answer
 
-    async def settle(self, quick: float = 0.1, within: float = 120.0) -> bool:
-        """Waits until the server answers /healthz quickly three times in a row (it may still be
-        working through a previous scenario's backlog). False if it never did within `within` s."""
+    async def settle(self, quick: float = 0.2, within: float = 120.0) -> bool:
+        """Waits until the server answers /readyz (a database round trip through its pool) quickly
+        three times in a row: it may still be working through a previous scenario's backlog.
+        False if it never did within `within` s."""
         loop = asyncio.get_running_loop()
         deadline, streak = loop.time() + within, 0
         while streak < 3:
             if loop.time() > deadline:
                 return False
             began = loop.time()
-            answered = await self.text("/healthz") is not None
+            answered = await self.text("/readyz") is not None
             streak = streak + 1 if answered and loop.time() - began < quick else 0
             await asyncio.sleep(0.5)
         return True

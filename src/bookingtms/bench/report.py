@@ -204,8 +204,15 @@ def server_latency(before: Scrape | None, after: Scrape | None) -> dict[str, dic
         total = buckets[bounds[-1]]
         if total > 0:
             out[route] = {"count": int(total), "p50_ms": _bucket_quantile(bounds, buckets, 0.50 * total),
-                          "p95_ms": _bucket_quantile(bounds, buckets, 0.95 * total)}
+                          "p95_ms": _bucket_quantile(bounds, buckets, 0.95 * total),
+                          "last_bucket_ms": round(bounds[-2] * 1000, 1) if len(bounds) > 1 else None}
     return out
+
+
+def _server_ms(server: dict, key: str) -> str:
+    """A server-side percentile; at the histogram's last bound it is only known to be at least that."""
+    value = server[key]
+    return f"≥{value:.0f}" if value is not None and value == server.get("last_bucket_ms") else _ms(value)
 
 
 def _bucket_quantile(bounds: list[float], buckets: dict[float, float], rank: float) -> float:
@@ -341,7 +348,7 @@ def _mixed_markdown(m: dict[str, Any]) -> list[str]:
         prd, server = r.get("prd"), r.get("server")
         rows.append([f"`{r['endpoint']}`", r["count"], r["achieved_rps"], _ms(r["p50_ms"]), _ms(r["p95_ms"]),
                      _ms(r["p99_ms"]), _ms(r["max_ms"]), r["errors"],
-                     f"{_ms(server['p50_ms'])}/{_ms(server['p95_ms'])}" if server else "–",
+                     f"{_server_ms(server, 'p50_ms')}/{_server_ms(server, 'p95_ms')}" if server else "–",
                      f"{prd['p50_ms']}/{prd['p95_ms']}/{prd['p99_ms']}" if prd else "–",
                      (_ms_verdict(r["p95_ms"], prd["p95_ms"]) if prd else "–")])
     out += _table(["endpoint", "count", "good/s", "P50", "P95", "P99", "max", "errors", "server P50/P95",
@@ -368,7 +375,7 @@ def _mixed_markdown(m: dict[str, Any]) -> list[str]:
         waits = s["db_pool_waits"]
         out.append("* database pool waits: " + ("not available" if waits is None else
                                                  ", ".join(f"{k or 'all'} {v}" for k, v in waits.items()) or "0"))
-        out.append("* database connections in use (max of 1 s samples): "
+        out.append("* database connections in use (max of samples every 5 s): "
                    + ("not available" if s["db_pool_in_use_max"] is None else f"{s['db_pool_in_use_max']:g}"))
     else:
         out.append(f"* server metrics: not available ({s.get('note')})")
