@@ -31,6 +31,8 @@ async def public_venue(embed_key: str) -> PublicVenue:
     """Dependency for /v1/public/venues/{embed_key}/...: unknown or inactive keys are 404."""
     if not (16 <= len(embed_key) <= 64):
         raise NotFound("No venue has this embed key.", code="venue_not_found")
+    # Unknown keys are cached too (as null): a key only starts working through a venue edit, which
+    # invalidates it, so a flood of wrong keys does not reach the database.
     found = await cache.embed_lookup(embed_key, lambda: _lookup(embed_key))
     if found is None:
         raise NotFound("No venue has this embed key.", code="venue_not_found")
