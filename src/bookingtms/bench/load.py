@@ -91,6 +91,8 @@ def run(args) -> int:
     settings = get_settings()
     seed = args.seed if args.seed is not None else random.randrange(2**31)
     try:
+        if args.url:
+            check_url(args.url)
         manifest_path = (args.manifest or settings.data_dir / "bench" / "manifest.json").resolve()
         manifest = load_manifest(manifest_path)
         with server(args.url, args.workers, settings.data_dir) as (base_url, started):
@@ -162,16 +164,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme != "http" or parts.hostname not in LOOPBACK:
+        raise BenchError(f"--url must be http on 127.0.0.1 (this benchmark loads this machine only), not {url}")
+    return url.rstrip("/")
+
+
 @contextmanager
 def server(url: str | None, workers: int, data_dir: Path) -> Iterator[tuple[str, bool]]:
     """The given loopback URL, or `bookingtms serve` started for the run and stopped after it."""
     import httpx
 
     if url:
-        parts = urlsplit(url)
-        if parts.scheme != "http" or parts.hostname not in LOOPBACK:
-            raise BenchError(f"--url must be http on 127.0.0.1 (this benchmark loads this machine only), not {url}")
-        yield url.rstrip("/"), False
+        yield check_url(url), False
         return
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
