@@ -71,7 +71,8 @@ def _route_through_pgbouncer(direct_url: str) -> None:
     settings = Settings()
     bouncer = PgBouncer.start(host=host, port=url.port or 5432, default_user=url.username, default_db=TEST_DB,
                               users={url.username: url.password or "",
-                                     settings.app_db_role: app_role_password(settings)})
+                                     settings.app_db_role: app_role_password(settings)},
+                              settings={"server_idle_timeout": 10})  # the test server is shared: give back idle connections
     atexit.register(bouncer.stop)  # atexit runs last-in first-out: before the database is dropped
     os.environ["DATABASE_DIRECT_URL"] = direct_url
     os.environ["DATABASE_URL"] = url.set(host=bouncer.host, port=bouncer.port, query={}).render_as_string(
@@ -100,12 +101,18 @@ def _setup_servers() -> None:
         os.environ["REDIS_URL"] = start_embedded_redis(DATA_DIR / f"run-{os.getpid()}")
 
 
-_setup_servers()
+from bookingtms.config import get_settings  # noqa: E402  (read only once the environment is final)
 
-from bookingtms.config import get_settings  # noqa: E402  (after the environment is final)
-from bookingtms.db.migrate import run_migrations  # noqa: E402
 
-run_migrations(get_settings())
+def pytest_configure(config):
+    # Under pytest-xdist each worker process sets up its own database, Redis (and PgBouncer); the
+    # controller runs no test, so it sets up nothing.
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return
+    from bookingtms.db.migrate import run_migrations
+
+    _setup_servers()
+    run_migrations(get_settings())
 
 
 @pytest.fixture(scope="session")
