@@ -15,6 +15,9 @@ from tests.factories import book, checkout, future_session, hold, make_activity,
 from tests.infra.pgcluster import PgBouncer, PgCluster, pgserver_bin_dir
 from tests.scale.conftest import cli, deployment_env, start_deployment, stop_deployment
 
+# One xdist worker runs the whole module, so its deployment starts once (scripts/test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("scale-pgbouncer")
+
 SERVER_CONNECTIONS = 3  # PgBouncer's pool per (database, user): far fewer than concurrent requests
 
 

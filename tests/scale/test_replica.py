@@ -17,6 +17,9 @@ from tests.infra.pgcluster import (PgCluster, pause_replay, pgserver_bin_dir, re
                                    wait_for_replay)
 from tests.scale.conftest import cli, deployment_env, start_deployment, stop_deployment
 
+# One xdist worker runs the whole module, so its deployment starts once (scripts/test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("scale-replica")
+
 
 @pytest.fixture(scope="module")
 async def replicated(tmp_path_factory):
