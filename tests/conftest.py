@@ -8,6 +8,7 @@ that), and concurrency tests can use real commits over real connections."""
 from __future__ import annotations
 
 import atexit
+import getpass
 import os
 import socket
 import subprocess
@@ -68,15 +69,17 @@ def _route_through_pgbouncer(direct_url: str) -> None:
 
     url = make_url(direct_url)
     host = url.host or url.query.get("host") or "/var/run/postgresql"  # a unix socket dir works too
+    owner = url.username or getpass.getuser()
     settings = Settings()
-    bouncer = PgBouncer.start(host=host, port=url.port or 5432, default_user=url.username, default_db=TEST_DB,
-                              users={url.username: url.password or "",
+    bouncer = PgBouncer.start(host=host, port=url.port or 5432, default_user=owner, default_db=TEST_DB,
+                              users={owner: url.password or "",
                                      settings.app_db_role: app_role_password(settings)},
-                              settings={"server_idle_timeout": 10})  # the test server is shared: give back idle connections
+                              # The test server is shared by runs side by side: give idle connections back.
+                              settings={"server_idle_timeout": 10})
     atexit.register(bouncer.stop)  # atexit runs last-in first-out: before the database is dropped
     os.environ["DATABASE_DIRECT_URL"] = direct_url
-    os.environ["DATABASE_URL"] = url.set(host=bouncer.host, port=bouncer.port, query={}).render_as_string(
-        hide_password=False)
+    pooled = url.set(username=owner, host=bouncer.host, port=bouncer.port, query={})
+    os.environ["DATABASE_URL"] = pooled.render_as_string(hide_password=False)
     os.environ["BOOKINGTMS_DB_PREPARED_STATEMENTS"] = "0"
 
     # Tests' own synchronous engines on app_url(driver="psycopg") reach PgBouncer too; psycopg
