@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from bookingtms.config import Settings, get_settings
 from bookingtms.db.urls import app_url
+from bookingtms.metrics import MeasuredPool
 
 _engine: AsyncEngine | None = None
 _read_engine: AsyncEngine | None = None
@@ -43,6 +44,7 @@ def _create_engine(url: str | None, settings: Settings) -> AsyncEngine:
         connect_args = {"statement_cache_size": 0, "prepared_statement_cache_size": 0}
     return create_async_engine(
         app_url(settings, url=url),
+        poolclass=MeasuredPool, pool_logging_name="read" if url else "primary",  # pool use for /metrics
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,
