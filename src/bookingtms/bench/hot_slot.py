@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,16 +16,11 @@ from bookingtms.bench.load_mix import CHECKOUT, HOLD
 from bookingtms.bench.report import Recorder
 
 BUYER = "buyer: arrival to final answer"
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class SetupFailed(Exception):
     pass
-
-
-def _need(answer, status: int, what: str):
-    if answer.status != status:
-        raise SetupFailed(f"{what}: expected {status}, got {answer.outcome}")
-    return answer.body
 
 
 async def run_hot_slot(client: Client, manifest: dict[str, Any], capacity: int, buyers: int,
@@ -34,21 +29,28 @@ async def run_hot_slot(client: Client, manifest: dict[str, Any], capacity: int, 
     if org is None:
         raise SetupFailed("the manifest lists no organization with a venue")
     venue = org["venues"][0]
-    token = _need(await client.call("POST", "/v1/auth/login", "login", record=False, want_body=True, timeout=60,
-                                    json={"email": org["owner_email"], "password": manifest["password"]}),
-                  200, f"login as {org['owner_email']}")["access_token"]
-    auth = {"Authorization": f"Bearer {token}"}
+    headers: dict[str, str] = {}
 
+    async def setup(method: str, path: str, expect: int, what: str, **kwargs) -> Any:
+        """A call outside the measurement; anything but `expect` with a JSON body stops the scenario."""
+        answer = await client.call(method, path, "setup", record=False, want_body=True, timeout=60, headers=headers,
+                                   **kwargs)
+        if answer.status != expect or answer.body is None:
+            raise SetupFailed(f"{what}: expected {expect}, got {answer.outcome}")
+        return answer.body
+
+    login = await setup("POST", "/v1/auth/login", 200, f"log in as {org['owner_email']}",
+                        json={"email": org["owner_email"], "password": manifest["password"]})
+    headers["Authorization"] = f"Bearer {login['access_token']}"
     # One session tomorrow at noon, venue time: far enough ahead to be bookable whatever the hour.
-    tomorrow = datetime.now(timezone.utc).astimezone(ZoneInfo(venue.get("timezone") or "UTC")).date() + timedelta(days=1)
-    activity = _need(await client.call("POST", "/v1/activities", "setup", record=False, want_body=True, timeout=60, headers=auth,
-                                       json={
+    tomorrow = datetime.now(ZoneInfo(venue.get("timezone") or "UTC")).date() + timedelta(days=1)
+    activity = await setup("POST", "/v1/activities", 201, "create the activity", json={
         "venue_id": venue["id"], "name": f"Hot slot {uuid.uuid4().hex[:8]}", "duration_minutes": 60,
         "capacity": capacity, "min_players": 1, "max_players": 1, "price_amount": 2500,
-        "schedule": {"weekly": [{"days": [tomorrow.strftime("%a").lower()], "times": ["12:00"]}],
-                     "start_date": tomorrow.isoformat(), "end_date": tomorrow.isoformat()}}), 201, "create activity")
-    sessions = _need(await client.call("GET", "/v1/sessions", "setup", record=False, want_body=True, timeout=60, headers=auth,
-                                       params={"activity_id": activity["id"]}), 200, "list sessions")["items"]
+        "schedule": {"weekly": [{"days": [DAYS[tomorrow.weekday()]], "times": ["12:00"]}],
+                     "start_date": tomorrow.isoformat(), "end_date": tomorrow.isoformat()}})
+    sessions = (await setup("GET", "/v1/sessions", 200, "list its sessions",
+                            params={"activity_id": activity["id"]}))["items"]
     if len(sessions) != 1:
         raise SetupFailed(f"expected one generated session, got {len(sessions)}")
     session_id = sessions[0]["id"]
@@ -67,26 +69,24 @@ async def run_hot_slot(client: Client, manifest: dict[str, Any], capacity: int, 
         held = await client.call("POST", f"/v1/public/venues/{venue['embed_key']}/reservations", HOLD,
                                  intended=arrival, ok=(201,), refusals=("409 sold_out",), want_body=True,
                                  json={"session_id": session_id, "spots": 1, "customer_email": email})
-        final = held
-        if held.status == 201:
+        final, booked = held, False
+        if held.status == 201 and held.body:
             final = await client.call(
                 "POST", f"/v1/public/venues/{venue['embed_key']}/reservations/{held.body['reservation_id']}/checkout",
                 CHECKOUT, intended=held.done_at, ok=(201,),
                 json={"customer": {"email": email, "first_name": "Hot", "last_name": "Buyer"}})
+            booked = final.status == 201
         recorder.derived(BUYER, arrival, final.done_at - arrival, final.outcome)
-        outcomes.append("booked" if held.status == 201 and final.status == 201 else
-                        "sold_out" if held.outcome == "409 sold_out" else f"{final.outcome}")
+        outcomes.append("booked" if booked else "sold_out" if held.outcome == "409 sold_out" else final.outcome)
 
     await asyncio.gather(*(buyer(i) for i in range(buyers)))
     elapsed = loop.time() - start
 
-    stored = _need(await client.call("GET", f"/v1/sessions/{session_id}", "verify", record=False, want_body=True, timeout=60,
-                                     headers=auth), 200, "read the session")
+    stored = await setup("GET", f"/v1/sessions/{session_id}", 200, "read the session")
     listed, cursor = 0, None
     while True:
         params = {"activity_id": activity["id"], "limit": "200", **({"cursor": cursor} if cursor else {})}
-        page = _need(await client.call("GET", "/v1/bookings", "verify", record=False, want_body=True, timeout=60, headers=auth,
-                                       params=params), 200, "list the bookings")
+        page = await setup("GET", "/v1/bookings", 200, "list the bookings", params=params)
         listed += sum(1 for b in page["items"] if b["status"] != "cancelled")
         if not (cursor := page.get("next_cursor")):
             break
@@ -105,7 +105,8 @@ async def run_hot_slot(client: Client, manifest: dict[str, Any], capacity: int, 
          f"{sold_out} sold_out"),
         ("no other answers", not other, ", ".join(f"{k}: {v}" for k, v in other.items())),
         (f"GET /v1/sessions/{{id}}: capacity_remaining {capacity - expect_booked}",
-         stored["capacity_remaining"] == capacity - expect_booked, f"capacity_remaining {stored['capacity_remaining']}"),
+         stored["capacity_remaining"] == capacity - expect_booked,
+         f"capacity_remaining {stored['capacity_remaining']}"),
         (f"GET /v1/bookings?activity_id=: {expect_booked} bookings", listed == expect_booked, f"{listed} bookings"),
     ]
     return {

@@ -37,23 +37,23 @@ class BenchError(Exception):
     """A run that cannot start or go on: the message says why; exit status 2."""
 
 
-def _number(kind, minimum: float, inclusive: bool):
+def _number(kind, low: float, high: float, inclusive: bool = False):
+    """An argparse type: a finite number above `low` (or at least, if `inclusive`) and at most `high`,
+    so that a typo cannot ask for a run without end."""
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}") from None
-        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
-            raise argparse.ArgumentTypeError(f"{text!r} must be {'at least' if inclusive else 'above'} {minimum}")
+            what = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if value < low or (value == low and not inclusive):
+            raise argparse.ArgumentTypeError(f"{text!r} must be {'at least' if inclusive else 'above'} {low}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"{text!r} must be at most {high:,}")
         return value
     return parse
-
-
-def _positive(kind):
-    return _number(kind, 0, inclusive=False)
-
-
-_not_negative = _number(float, 0, inclusive=True)
 
 
 def add_parser(subparsers) -> None:
@@ -61,27 +61,29 @@ def add_parser(subparsers) -> None:
         "run", help="drive the HTTP API with an open-loop load and write a report",
         description="Open-loop load against a BookingTMS server on 127.0.0.1; writes markdown and JSON "
                     "reports. Data comes from the manifest written by `bookingtms bench seed`.")
-    parser.add_argument("--url", help="a server already running on 127.0.0.1 (default: start one)")
-    parser.add_argument("--rate", type=_positive(float), default=1000.0, help="requests per second (default 1000)")
-    parser.add_argument("--duration", type=_positive(float), default=60.0, help="measured seconds (default 60)")
-    parser.add_argument("--warmup", type=_not_negative, default=10.0, help="unmeasured seconds first (default 10)")
-    parser.add_argument("--connections", type=_positive(int), default=256, help="keep-alive connections at most")
-    parser.add_argument("--scenario", choices=("mixed", "hot-slot", "all"), default="all")
-    parser.add_argument("--workers", type=_positive(int), default=os.cpu_count() or 1,
-                        help="server processes, when the benchmark starts the server (default: CPU count)")
-    parser.add_argument("--out", type=Path, default=Path("bench/results"), help="report directory")
-    parser.add_argument("--manifest", type=Path,
-                        help="the seeder's manifest (default: $BOOKINGTMS_DATA_DIR/bench/manifest.json)")
-    parser.add_argument("--users", type=_positive(int),
-                        help="simulated users; their mean think time is users / rate (default: rate x 10 s "
-                             "of think time, so 10,000 users at 1,000 requests/s)")
-    parser.add_argument("--staff", type=_positive(int), default=20,
-                        help="organizations whose owner logs in for the staff journeys (default 20)")
-    parser.add_argument("--capacity", type=_positive(int), default=20, help="hot-slot session capacity")
-    parser.add_argument("--buyers", type=_positive(int), default=500, help="hot-slot buyers within one second")
-    parser.add_argument("--timeout", type=_positive(float), default=10.0, help="seconds before a request counts "
-                                                                               "as unanswered (default 10)")
-    parser.add_argument("--seed", type=int, help="random seed (default: random; the report records it)")
+    add = parser.add_argument
+    add("--url", help="a server already running on 127.0.0.1 (default: start one)")
+    add("--rate", type=_number(float, 0, 100_000), default=1000.0, help="requests per second (default 1000)")
+    add("--duration", type=_number(float, 0, 3600), default=60.0, help="measured seconds (default 60)")
+    add("--warmup", type=_number(float, 0, 600, inclusive=True), default=10.0,
+        help="unmeasured seconds first (default 10)")
+    add("--connections", type=_number(int, 0, 10_000), default=256, help="keep-alive connections at most (256)")
+    add("--scenario", choices=("mixed", "hot-slot", "all"), default="all",
+        help="the mixed load, the hot slot, or both (default all)")
+    add("--workers", type=_number(int, 0, 64), default=os.cpu_count() or 1,
+        help="server processes, when the benchmark starts the server (default: CPU count)")
+    add("--out", type=Path, default=Path("bench/results"), help="report directory (default bench/results)")
+    add("--manifest", type=Path, help="the seeder's manifest (default: $BOOKINGTMS_DATA_DIR/bench/manifest.json)")
+    add("--users", type=_number(int, 0, 1_000_000),
+        help="simulated users; their mean think time is users / rate (default: rate x 10 s of think time, "
+             "so 10,000 users at 1,000 requests/s)")
+    add("--staff", type=_number(int, 0, 1000), default=20,
+        help="organizations whose owner logs in for the staff journeys (default 20)")
+    add("--capacity", type=_number(int, 0, 10_000), default=20, help="hot-slot session capacity (default 20)")
+    add("--buyers", type=_number(int, 0, 100_000), default=500, help="hot-slot buyers within one second (500)")
+    add("--timeout", type=_number(float, 0, 300), default=10.0,
+        help="seconds before a request counts as unanswered (default 10)")
+    add("--seed", type=int, help="random seed (default: random; the report records it)")
     parser.set_defaults(func=run)
 
 

@@ -19,7 +19,7 @@ JSON = {"content-type": "application/json"}
 class Answer:
     status: int | None  # None: no answer (timeout, connection error)
     code: str | None    # problem+json `code`, or why there was no answer
-    body: Any           # the parsed JSON of a 2xx answer, when asked for
+    body: Any           # the parsed JSON of a 2xx answer, when asked for (None if it was not JSON)
     done_at: float      # loop time of the answer
 
     @property
@@ -78,7 +78,10 @@ class Client:
         if status is not None:
             if 200 <= status < 300:
                 if want_body and raw:
-                    body = orjson.loads(raw)
+                    try:
+                        body = orjson.loads(raw)
+                    except orjson.JSONDecodeError:
+                        code = "invalid_json"
             else:
                 try:
                     code = orjson.loads(raw).get("code")
@@ -86,7 +89,7 @@ class Client:
                     code = None
         answer = Answer(status, code, body, done)
         if record:
-            error = not (status in ok or answer.outcome in refusals)
+            error = not ((status in ok and code is None) or answer.outcome in refusals)
             self.recorder.finished(route, intended, done - begin, answer.outcome, error)
         return answer
 

@@ -105,7 +105,7 @@ class Catalog:
         answers = await asyncio.gather(*(log_in(o) for o in chosen))
         failures = []
         for org, answer in zip(chosen, answers):
-            if answer.status == 200:
+            if answer.status == 200 and answer.body:
                 org.token = answer.body["access_token"]
                 self.staff.append(org)
             else:
@@ -219,7 +219,7 @@ class Mix:
             "POST", f"/v1/public/venues/{venue.embed_key}/reservations", HOLD, intended=t, ok=(201,),
             refusals=("409 sold_out",), want_body=True,
             json={"session_id": session_id, "spots": spots, "customer_email": email})
-        if answer.status == 201:
+        if answer.status == 201 and answer.body:
             held.append((answer.body["reservation_id"], answer.done_at - t, t))
 
     async def checkout(self, venue: Venue, reservation_id: str, email: str, t: float, hold_latency: float,
@@ -228,7 +228,7 @@ class Mix:
             "POST", f"/v1/public/venues/{venue.embed_key}/reservations/{reservation_id}/checkout", CHECKOUT,
             intended=t, ok=(201,), want_body=True,
             json={"customer": {"email": email, "first_name": "Bench", "last_name": "Buyer"}})
-        if answer.status == 201:
+        if answer.status == 201 and answer.body:
             # Our booking is two calls; the PRD's POST /bookings is one: their latencies add up.
             self.client.recorder.derived(BOOKING, hold_intended, hold_latency + (answer.done_at - t))
             booking = answer.body["booking"]

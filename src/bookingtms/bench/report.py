@@ -381,8 +381,8 @@ def _mixed_markdown(m: dict[str, Any]) -> list[str]:
         out.append(f"* server metrics: not available ({s.get('note')})")
     c = m["client"]
     out.append(f"* load generator: 1 process, {c['cpu_percent']}% of one core; it dispatched arrivals late by "
-               f"{_ms(c['dispatch_lag_p99_ms'])} ms at P99, {_ms(c['dispatch_lag_max_ms'])} ms at most (more than a few ms "
-               "means the client itself fell behind)")
+               f"{_ms(c['dispatch_lag_p99_ms'])} ms at P99, {_ms(c['dispatch_lag_max_ms'])} ms at most "
+               "(more than a few ms means the client itself fell behind)")
     out.append(f"* whole machine CPU busy during the window: "
                f"{'–' if m['machine_busy_percent'] is None else str(m['machine_busy_percent']) + '%'} "
                "(everything running on it, not only this benchmark)")
@@ -398,9 +398,9 @@ def _hot_markdown(h: dict[str, Any]) -> list[str]:
            "each holds 1 spot and checks out.", ""]
     out += _table(["check", "result"], [[c["check"], "PASS" if c["ok"] else f"FAILED ({c['detail']})"]
                                         for c in h["checks"]])
-    out += ["", f"Booked {h['booked']}, told `sold_out` {h['sold_out']}, other answers "
-                f"{sum(h['other'].values())}{' (' + ', '.join(f'{k}: {v}' for k, v in h['other'].items()) + ')' if h['other'] else ''}; "
-                f"first request to last answer {h['elapsed_s']:.3f} s.", ""]
+    other = ", ".join(f"{k}: {v}" for k, v in h["other"].items())
+    out += ["", f"Booked {h['booked']}, told `sold_out` {h['sold_out']}, other answers {sum(h['other'].values())}"
+                f"{f' ({other})' if other else ''}; first request to last answer {h['elapsed_s']:.3f} s.", ""]
     out += _table(["request", "count", "P50", "P95", "P99", "max"],
                   [[f"`{r['endpoint']}`", r["count"], _ms(r["p50_ms"]), _ms(r["p95_ms"]), _ms(r["p99_ms"]),
                     _ms(r["max_ms"])] for r in h["endpoints"]])
