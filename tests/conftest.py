@@ -8,6 +8,7 @@ that), and concurrency tests can use real commits over real connections."""
 from __future__ import annotations
 
 import atexit
+import fcntl
 import getpass
 import os
 import socket
@@ -114,8 +115,13 @@ def pytest_configure(config):
         return
     from bookingtms.db.migrate import run_migrations
 
-    _setup_servers()
-    run_migrations(get_settings())
+    # One process at a time: the workers' databases are separate, but the app role they all
+    # create is cluster-wide, and two first migrations racing to create it would collide.
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    with open(DATA_DIR / ".setup.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _setup_servers()
+        run_migrations(get_settings())
 
 
 @pytest.fixture(scope="session")
