@@ -74,8 +74,8 @@ def run(args) -> int:
     profile = PROFILES[args.profile]
     stages = Stages()
     settings = get_settings()
-    if args.database_url:
-        settings.database_url = args.database_url
+    if args.database_url:  # the owner's server, straight (no pooler)
+        settings.database_url, settings.database_direct_url = args.database_url, None
     settings = stages.run("prepare", lambda: ensure_servers(settings))
     stages.run("migrate", run_migrations, settings)
     url = owner_url(settings).set(drivername="postgresql").render_as_string(hide_password=False)

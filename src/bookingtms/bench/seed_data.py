@@ -27,7 +27,7 @@ import math
 import random
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bookingtms.bookings.service import REFERENCE_ALPHABET
