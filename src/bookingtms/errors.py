@@ -115,7 +115,8 @@ def _from_database(exc) -> AppError:
         return ValidationFailed("A value is out of range or malformed.", code="invalid_value")
     if state == "42501":
         return NotFound("Not found.")
-    if not state or state.startswith("08") or state.startswith("57P"):  # no answer / connection lost / shutdown
+    # no answer / connection lost / too many connections or out of resources (53) / shutdown
+    if not state or state.startswith("08") or state.startswith("53") or state.startswith("57P"):
         return ServiceUnavailable("The database is unavailable; please retry shortly.", code="unavailable",
                                   headers={"Retry-After": "2"})
     raise exc

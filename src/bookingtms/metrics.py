@@ -80,19 +80,24 @@ class MetricsMiddleware:
             return await self.app(scope, receive, send)
         started = time.perf_counter()
         status = 500  # what the client gets if the app raises
+        stream = False
 
         async def send_and_watch(message) -> None:
-            nonlocal status
+            nonlocal status, stream
             if message["type"] == "http.response.start":
                 status = message["status"]
+                stream = any(k == b"content-type" and v.startswith(b"text/event-stream")
+                             for k, v in message.get("headers", ()))
             await send(message)
 
         try:
             await self.app(scope, receive, send_and_watch)
         finally:
-            method = scope["method"] if scope["method"] in _METHODS else "other"
-            REQUEST_SECONDS.labels(method, self._route(scope), f"{status // 100}xx").observe(
-                time.perf_counter() - started)
+            # An event stream's lifetime is not a latency (the open-streams gauge counts streams).
+            if not stream:
+                method = scope["method"] if scope["method"] in _METHODS else "other"
+                REQUEST_SECONDS.labels(method, self._route(scope), f"{status // 100}xx").observe(
+                    time.perf_counter() - started)
 
     def _route(self, scope) -> str:
         path = getattr(scope.get("route"), "path", None)

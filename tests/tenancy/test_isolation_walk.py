@@ -119,6 +119,10 @@ class Op:
     def label(self) -> str:
         return f"{self.method} {self.path}"
 
+    @property
+    def is_event_stream(self) -> bool:
+        return "text/event-stream" in self.spec.get("responses", {}).get("200", {}).get("content", {})
+
     def params(self, where: str) -> list[dict[str, Any]]:
         return [p for p in self.spec.get("parameters", []) if p.get("in") == where]
 
@@ -532,8 +536,10 @@ class Walk:
         return sorted(ops, key=lambda op: (op.ends_session, op.path.startswith("/v1/auth/"), op.path, op.method))
 
     def excluded(self, op: Op) -> bool:
-        """Auth endpoints that take no bearer (login, refresh, password reset, OIDC redirects)."""
-        return op.path.startswith("/v1/auth/") and not takes_bearer(self.deps.get((op.method, op.path)))
+        """Auth endpoints that take no bearer (login, refresh, password reset, OIDC redirects), and
+        event streams, which never end (tests/realtime shows a stream hears only its own venue)."""
+        return op.is_event_stream or (op.path.startswith("/v1/auth/")
+                                      and not takes_bearer(self.deps.get((op.method, op.path))))
 
     # -- building a request ------------------------------------------------------------------
     def build(self, op: Op, filtered: bool) -> tuple[str, dict[str, Any], dict[str, str], Any, bool] | None:
