@@ -36,7 +36,7 @@ CUSTOMER_BREACHES = text("""
 
 
 # The dashboard's daily roll-ups (kept by triggers) against a recomputation from bookings and
-# sessions: the view daily_stats_expected, which rebuild_daily_stats() writes. A stored row of
+# sessions: daily_stats_recomputed(), which rebuild_daily_stats() writes. A stored row of
 # zeros means the same as no row (coalesce makes a missing row zeros).
 STATS_FIGURES = ("bookings", "guests", "revenue_amount", "cancellations", "capacity", "occupancy_guests")
 
@@ -48,7 +48,7 @@ def _figures(alias: str) -> str:
 STATS_BREACHES = text(f"""
     SELECT organization_id, day, venue_id, activity_id, currency, {_figures("s")} AS stored,
            {_figures("e")} AS expected
-      FROM daily_stats s FULL JOIN daily_stats_expected e USING (organization_id, day, venue_id, activity_id, currency)
+      FROM daily_stats s FULL JOIN daily_stats_recomputed() e USING (organization_id, day, venue_id, activity_id, currency)
      WHERE {_figures("s")} <> {_figures("e")}
      ORDER BY organization_id, day, venue_id, activity_id, currency
 """)

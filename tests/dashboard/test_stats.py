@@ -60,7 +60,7 @@ def stored_rows(owner_engine, org: str | None = None) -> list[tuple]:
 def recomputed_rows(owner_engine, org: str) -> list[tuple]:
     with owner_engine.connect() as conn:
         return [tuple(r) for r in conn.execute(text(
-            f"SELECT organization_id, day, venue_id, activity_id, currency, {FIGURES} FROM daily_stats_expected "
+            f"SELECT organization_id, day, venue_id, activity_id, currency, {FIGURES} FROM daily_stats_recomputed() "
             "WHERE organization_id = :o ORDER BY 1, 2, 3, 4, 5"), {"o": org})]
 
 
