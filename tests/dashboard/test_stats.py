@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -12,7 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
 
 from bookingtms.dashboard.service import stats_query
-from tests.factories import add_staff, bearer, book, checkout, hold, make_activity, make_tenant, run_doctor, today
+from tests.factories import (add_staff, bearer, book, checkout, every_day_at, hold, make_activity, make_tenant,
+                             run_doctor, today)
 from tests.payments.conftest import completed, event, expired, make_stripe_org, post_event
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -64,13 +66,13 @@ def recomputed_rows(owner_engine, org: str) -> list[tuple]:
             "WHERE organization_id = :o ORDER BY 1, 2, 3, 4, 5"), {"o": org})]
 
 
-async def paid_stripe_booking(client, tenant, stripe_api, account, session_id, spots, email, amount):
+async def stripe_checkout(client, tenant, stripe_api, session_id: str, spots: int, email: str) -> tuple[str, str]:
+    """A widget checkout with Stripe: the pending booking's id and its Checkout Session's id."""
     held = await hold(client, tenant, session_id, spots, email)
     assert held.status_code == 201, held.text
     done = await checkout(client, tenant, held.json()["reservation_id"], email)
     assert done.status_code == 201 and done.json()["booking"]["status"] == "pending_payment", done.text
-    booking_id, cs = done.json()["booking"]["id"], stripe_api.sessions[-1]["id"]
-    return booking_id, cs
+    return done.json()["booking"]["id"], stripe_api.sessions[-1]["id"]
 
 
 async def test_stats_per_local_day_follow_bookings_cancellations_capacity_and_payments(
@@ -102,7 +104,7 @@ async def test_stats_per_local_day_follow_bookings_cancellations_capacity_and_pa
     unpaid = await book(client, tenant, late["id"], spots=1, email="gone@example.com")
     cancelled = await client.post(f"/v1/bookings/{unpaid['id']}/cancel", headers=tenant.headers,
                                   json={"refund": "policy"})
-    assert cancelled.status_code == 200 and cancelled.json()["refund_amount"] == 0, cancelled.text
+    assert cancelled.status_code == 200 and cancelled.json()["refund_amount"] == 0, cancelled.text  # never paid
     # Staff give the morning session 4 more places and close the next day's late one.
     for session, change in ((morning, {"capacity_total": 14}), (next_late, {"is_closed": True})):
         etag = (await client.get(f"/v1/sessions/{session['id']}", headers=tenant.headers)).headers["etag"]
@@ -115,8 +117,7 @@ async def test_stats_per_local_day_follow_bookings_cancellations_capacity_and_pa
 
     # Online payments: a booking counts once paid, not while its payment is pending.
     account = make_stripe_org(owner_engine, tenant.organization_id)
-    paid_id, cs = await paid_stripe_booking(client, tenant, stripe_api, account, late["id"], 4, "pay@example.com",
-                                            10000)
+    paid_id, cs = await stripe_checkout(client, tenant, stripe_api, late["id"], 4, "pay@example.com")
     assert day_of(await get_stats(client, tenant.headers, **window), day) == figures(2, 5, 12500, 1, 24,
                                                                                      round(5 / 24, 4))
     paid = await post_event(client, event("checkout.session.completed",
@@ -125,8 +126,7 @@ async def test_stats_per_local_day_follow_bookings_cancellations_capacity_and_pa
     assert day_of(await get_stats(client, tenant.headers, **window), day) == figures(3, 9, 22500, 1, 24, 0.375)
 
     # A paid booking cancelled with half refunded: half of it stays revenue.
-    refunded_id, cs = await paid_stripe_booking(client, tenant, stripe_api, account, morning["id"], 2,
-                                                "half@example.com", 5000)
+    refunded_id, cs = await stripe_checkout(client, tenant, stripe_api, morning["id"], 2, "half@example.com")
     await post_event(client, event("checkout.session.completed",
                                    completed(cs, refunded_id, tenant.organization_id, 5000, "pi_half"), account))
     assert day_of(await get_stats(client, tenant.headers, **window), day) == figures(4, 11, 27500, 1, 24,
@@ -135,8 +135,7 @@ async def test_stats_per_local_day_follow_bookings_cancellations_capacity_and_pa
                                   json={"refund": "policy"})
     assert cancelled.status_code == 200 and cancelled.json()["refund_amount"] == 2500, cancelled.text
     # An online checkout that lapsed unpaid is no cancellation (it never was a booking).
-    lapsed_id, cs = await paid_stripe_booking(client, tenant, stripe_api, account, late["id"], 1,
-                                              "lapsed@example.com", 2500)
+    lapsed_id, cs = await stripe_checkout(client, tenant, stripe_api, late["id"], 1, "lapsed@example.com")
     gone = await post_event(client, event("checkout.session.expired",
                                           expired(cs, lapsed_id, tenant.organization_id), account))
     assert gone.status_code == 200, gone.text
@@ -147,8 +146,7 @@ async def test_stats_per_local_day_follow_bookings_cancellations_capacity_and_pa
     assert stats["totals"] == figures(3, 9, 25000, 2, 34, round(9 / 34, 4))
     assert (stats["from"], stats["to"], stats["currency"]) == (day.isoformat(), (day + timedelta(days=1)).isoformat(),
                                                                "USD")
-    # Limited to the venue: the same (it is the only one); another currency has no revenue.
-    assert (await get_stats(client, tenant.headers, **window, venue_id=tenant.venue_id))["totals"] == stats["totals"]
+    # Revenue is given in one currency: in another, these bookings bring none.
     euros = await get_stats(client, tenant.headers, **window, currency="EUR")
     assert euros["totals"] == {**stats["totals"], "revenue_amount": 0}
 
@@ -160,6 +158,21 @@ async def test_stats_per_local_day_follow_bookings_cancellations_capacity_and_pa
     assert all(d == {"date": d["date"], **figures()} for d in theirs["days"]), theirs
     response = await client.get("/v1/dashboard/stats", headers=other.headers, params={"venue_id": tenant.venue_id})
     assert response.status_code == 404 and response.json()["code"] == "venue_not_found", response.text
+
+
+async def test_a_venue_filter_gives_that_venues_figures(client, tenant):
+    made = await client.post("/v1/venues", headers=tenant.headers, json={"name": "Tokyo", "timezone": "Asia/Tokyo"})
+    assert made.status_code == 201, made.text
+    tokyo = replace(tenant, venue_id=made.json()["id"], embed_key=made.json()["embed_key"])
+    day = today() + timedelta(days=3)
+    for venue, spots in ((tenant, 2), (tokyo, 3)):
+        activity = await make_activity(client, venue, capacity=5, price_amount=1000, schedule=every_day_at("12:00"))
+        [session] = await sessions_of(client, venue, activity, day, day)
+        await book(client, venue, session["id"], spots=spots)
+    window = {"from": day, "to": day}
+    assert (await get_stats(client, tenant.headers, **window))["totals"] == figures(2, 5, 5000, 0, 10, 0.5)
+    only = await get_stats(client, tenant.headers, **window, venue_id=tokyo.venue_id)
+    assert only["totals"] == figures(1, 3, 3000, 0, 5, 0.6) and only["venue_id"] == tokyo.venue_id
 
 
 async def test_concurrent_bookings_are_all_counted(client, tenant):
