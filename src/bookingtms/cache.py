@@ -81,8 +81,9 @@ def availability_scope(venue_id) -> str:
     return f"availability:{venue_id}"
 
 
-def _settle_ms(from_replica: bool) -> int:
-    return REPLICA_SETTLE_MS if from_replica and get_settings().database_read_url else 0
+def _replica_settle_ms() -> int:
+    """For values read through read_transaction: on the replica only when one is configured."""
+    return REPLICA_SETTLE_MS if get_settings().database_read_url else 0
 
 
 async def embed_lookup(embed_key: str, compute: Callable[[], Awaitable[Any]]) -> Any:
@@ -91,7 +92,7 @@ async def embed_lookup(embed_key: str, compute: Callable[[], Awaitable[Any]]) ->
 
 async def public_venue(venue_id, compute: Callable[[], Awaitable[Any]]) -> Any:
     return await read_through("venue", venue_scope(venue_id), "", VENUE_TTL, compute,
-                              settle_ms=_settle_ms(True))
+                              settle_ms=_replica_settle_ms())
 
 
 async def availability(venue_id, query: str, compute: Callable[[], Awaitable[Any]]) -> bytes:
@@ -100,7 +101,7 @@ async def availability(venue_id, query: str, compute: Callable[[], Awaitable[Any
     that started since)."""
     key = hashlib.blake2b(query.encode(), digest_size=12).hexdigest()
     return await read_through("availability", availability_scope(venue_id), key, AVAILABILITY_TTL, compute,
-                              settle_ms=_settle_ms(True), raw=True)
+                              settle_ms=_replica_settle_ms(), raw=True)
 
 
 # --------------------------------------------------------------------------------------------
