@@ -19,7 +19,7 @@ from sqlalchemy import text
 from bookingtms.bench.seed import PASSWORD
 from bookingtms.bench.seed_data import PROFILES
 from bookingtms.db.engine import DbContext, tenant_transaction
-from tests.factories import bearer, run_doctor
+from tests.factories import bearer, login, run_doctor
 
 PROFILE = PROFILES["ci"]
 BENCH = "slug LIKE 'bench-%'"
@@ -47,12 +47,6 @@ async def seeded(tmp_path_factory):
 def scalar(engine, sql: str, **params):
     with engine.connect() as conn:
         return conn.execute(text(sql), params).scalar_one()
-
-
-async def login(client, email: str) -> str:
-    response = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert response.status_code == 200, response.text
-    return response.json()["access_token"]
 
 
 async def test_the_data_set_is_the_profile_and_doctor_finds_it_consistent(seeded, owner_engine):
@@ -118,7 +112,7 @@ async def test_every_foreign_key_holds(seeded, owner_engine):
 
 async def test_a_seeded_owner_signs_in_and_sees_their_own_bookings_only(seeded, client):
     first, other = seeded["manifest"]["organizations"][0], seeded["manifest"]["organizations"][1]
-    token = await login(client, first["owner_email"])
+    token = await login(client, first["owner_email"], PASSWORD)
 
     listed = await client.get("/v1/bookings", headers=bearer(token), params={"limit": 100})
     assert listed.status_code == 200, listed.text
@@ -168,7 +162,7 @@ async def test_sessions_are_exactly_what_the_activity_schedule_generates(seeded,
     are the schedule's own (same local times, same zone rules), so the session job and schedule
     edits treat them like any others."""
     org = seeded["manifest"]["organizations"][2]
-    token = await login(client, org["owner_email"])
+    token = await login(client, org["owner_email"], PASSWORD)
     today = datetime.now(timezone.utc).date()
     for activity_id in org["venues"][0]["activity_ids"]:
         generated = await client.post(f"/v1/activities/{activity_id}/sessions/generate", headers=bearer(token),
