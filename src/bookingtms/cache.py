@@ -45,7 +45,11 @@ def get_redis() -> aioredis.Redis:
         url = get_settings().redis_url
         if not url:
             raise RuntimeError("REDIS_URL is not configured")
-        _client = aioredis.from_url(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
+        # A bounded pool that waits for a free connection (up to 2 s) rather than failing when
+        # hundreds of requests are in flight at once.
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=128, timeout=2, socket_timeout=2,
+                                                        socket_connect_timeout=2, health_check_interval=30)
+        _client = aioredis.Redis(connection_pool=pool)
     return _client
 
 

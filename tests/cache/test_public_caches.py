@@ -81,6 +81,20 @@ async def test_holds_releases_bookings_and_cancellations_show_at_once(client, te
     assert hits("availability") == before + 1
 
 
+async def test_an_expired_hold_shows_at_once(client, tenant, owner_engine):
+    from bookingtms.reservations.jobs import expire_holds
+
+    activity = await make_activity(client, tenant, capacity=8)
+    sid = (await future_session(client, tenant, activity))["id"]
+    held = await hold(client, tenant, sid, spots=3)
+    assert held.status_code == 201, held.text
+    assert (await availability(client, tenant))[sid]["capacity_remaining"] == 5
+    db(owner_engine, "UPDATE slot_reservations SET expires_at = now() - interval '1 second' WHERE id = :r",
+       r=held.json()["reservation_id"])
+    assert await expire_holds() >= 3
+    assert (await availability(client, tenant))[sid]["capacity_remaining"] == 8
+
+
 async def test_session_edits_show_at_once(client, tenant):
     activity = await make_activity(client, tenant, capacity=8)
     session = await future_session(client, tenant, activity)

@@ -39,7 +39,7 @@ _EXPIRE_DUE = text("""
     UPDATE activity_sessions s
        SET capacity_remaining = s.capacity_remaining + per_session.spots, version = s.version + 1
       FROM per_session WHERE s.organization_id = :org AND s.id = per_session.session_id
-    RETURNING per_session.spots
+    RETURNING per_session.spots, s.venue_id
 """)
 
 
@@ -109,4 +109,6 @@ async def checkout(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID, 
 
 async def expire_due(db: AsyncConnection, org_id: uuid.UUID, batch: int = 500) -> int:
     """Job step: expires this organization's lapsed holds; returns the spots given back."""
-    return sum((await db.execute(_EXPIRE_DUE, {"org": org_id, "batch": batch})).scalars())
+    rows = (await db.execute(_EXPIRE_DUE, {"org": org_id, "batch": batch})).all()
+    sessions_service.capacity_changed(db, *{r.venue_id for r in rows})
+    return sum(r.spots for r in rows)
