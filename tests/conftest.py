@@ -161,13 +161,28 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# Besides DATABASE_URL, what describes the run's own database connection (the PgBouncer pass sets them).
+_CONNECTION_VARS = ("DATABASE_DIRECT_URL", "DATABASE_READ_URL", "BOOKINGTMS_DB_PREPARED_STATEMENTS")
+
+
+def child_env(extra_env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a server or CLI child process: the run's, with `extra_env` on top. A child
+    pointed at another database (its own DATABASE_URL) does not inherit the run's direct URL, replica
+    or statement-cache setting, which belong to the run's database."""
+    env = dict(os.environ)
+    if extra_env and "DATABASE_URL" in extra_env:
+        for name in _CONNECTION_VARS:
+            env.pop(name, None)
+    return {**env, **(extra_env or {})}
+
+
 class LiveServer:
     """`bookingtms serve` in its own process, on a free loopback port."""
 
     def __init__(self, extra_env: dict[str, str] | None = None, workers: int = 1):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, **(extra_env or {})}
+        env = child_env(extra_env)
         self.log = open(DATA_DIR / f"server-{self.port}.log", "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bookingtms.cli", "serve", "--port", str(self.port), "--workers", str(workers)],

@@ -4,7 +4,6 @@ run's Redis. Nothing here touches the shared test database."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, child_env
 from tests.factories import PASSWORD, PlatformAdmin, login, unique
 
 
@@ -39,7 +38,7 @@ def deployment_env(data_dir: Path, *, database_url: str, direct_url: str, read_u
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     """`bookingtms <args>` as an operator runs it against the deployment."""
-    return subprocess.run([sys.executable, "-m", "bookingtms.cli", *args], env={**os.environ, **env},
+    return subprocess.run([sys.executable, "-m", "bookingtms.cli", *args], env=child_env(env),
                           capture_output=True, text=True, timeout=180)
 
 
