@@ -71,8 +71,11 @@ def cmd_serve(args) -> int:
         uvicorn.run("bookingtms.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
                     loop="uvloop", http="httptools", access_log=False, log_level="warning")
     finally:
+        from bookingtms.db.embedded import stop_embedded_redis
+
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+        stop_embedded_redis()  # the workers are gone by now
     return 0
 
 

@@ -6,7 +6,6 @@ turns it on and the platform admin sees the statements the API really ran."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -16,7 +15,7 @@ from sqlalchemy import create_engine, pool, text
 from sqlalchemy.exc import DBAPIError
 
 from bookingtms.db.urls import app_url
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, child_env
 from tests.factories import PASSWORD, bearer, unique
 from tests.infra.pgcluster import PgCluster, debian_bin_dir
 
@@ -82,7 +81,7 @@ def cli(env: dict[str, str], *args: str) -> None:
 
 
 def test_platform_admin_sees_the_top_statements(stats_cluster, tmp_path):
-    env = {**os.environ, "DATABASE_URL": stats_cluster.url, "BOOKINGTMS_DATA_DIR": str(tmp_path)}
+    env = child_env({"DATABASE_URL": stats_cluster.url, "BOOKINGTMS_DATA_DIR": str(tmp_path)})
     admin_email = f"{unique('root')}@platform.example.com"
     cli(env, "create-admin", "--email", admin_email, "--password", PASSWORD)  # migrates first
     assert stats_cluster.execute("SELECT extname FROM pg_extension WHERE extname = 'pg_stat_statements'")

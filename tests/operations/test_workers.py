@@ -68,7 +68,8 @@ def alive(pid: int) -> bool:
 
 # --------------------------------------------------------------------------------------------
 def start_server(data_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "PROMETHEUS_MULTIPROC_DIR")}
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "PROMETHEUS_MULTIPROC_DIR", "DATABASE_DIRECT_URL",
+                                                       "DATABASE_READ_URL", "BOOKINGTMS_DB_PREPARED_STATEMENTS")}
     env.update({"BOOKINGTMS_DATA_DIR": str(data_dir), "BOOKINGTMS_RUN_JOBS": "1",
                 "BOOKINGTMS_JOB_INTERVAL_SECONDS": "1", "BOOKINGTMS_LOG_LEVEL": "WARNING"})
     port = _free_port()

@@ -106,7 +106,7 @@ async def test_starts_while_the_database_is_unreachable_and_catches_up_when_it_i
         assert time.monotonic() - started < 2 and not hub.listening.is_set()
         stream = hub.subscribe(uuid.UUID(tenant.organization_id), uuid.UUID(tenant.venue_id))
 
-        proxy = await _database_proxy(port, settings.database_url)
+        proxy = await _database_proxy(port, settings.database_direct_url or settings.database_url)
         await asyncio.wait_for(hub.listening.wait(), 10)
         told = await asyncio.wait_for(stream.queue.get(), 2)
         assert b"event: resync" in told and b'"reason":"reconnected"' in told

