@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import LiveServer, child_env
 from tests.factories import PASSWORD, PlatformAdmin, login, unique
+from tests.infra.pgcluster import PgCluster, pgserver_bin_dir, start_replica
 
 
 @dataclass
@@ -62,3 +64,23 @@ async def stop_deployment(deployment: Deployment) -> None:
     deployment.server.stop()
     for server in deployment.servers:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+async def replicated(tmp_path_factory):
+    """A live server over a real primary and a streaming replica (pg_basebackup) of it."""
+    primary = PgCluster.start(pgserver_bin_dir(), dbname="bookingtms")
+    replica = None
+    try:
+        replica = start_replica(primary)
+        env = deployment_env(tmp_path_factory.mktemp("replicated"), database_url=primary.url,
+                             direct_url=primary.url, read_url=replica.url)
+        deployment = await start_deployment(env, [replica, primary])
+    except BaseException:
+        for server in (replica, primary):
+            if server is not None:
+                server.stop()
+        raise
+    deployment.primary, deployment.replica = primary, replica
+    yield deployment
+    await stop_deployment(deployment)

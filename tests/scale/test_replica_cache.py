@@ -7,27 +7,10 @@ from __future__ import annotations
 import pytest
 
 from tests.factories import future_session, hold, make_activity, make_tenant
-from tests.infra.pgcluster import PgCluster, pause_replay, pgserver_bin_dir, resume_replay, start_replica, wait_for_replay
-from tests.scale.conftest import deployment_env, start_deployment, stop_deployment
+from tests.infra.pgcluster import pause_replay, resume_replay, wait_for_replay
 
-
-@pytest.fixture(scope="module")
-async def replicated(tmp_path_factory):
-    primary = PgCluster.start(pgserver_bin_dir(), dbname="bookingtms")
-    replica = None
-    try:
-        replica = start_replica(primary)
-        env = deployment_env(tmp_path_factory.mktemp("cache-replica"), database_url=primary.url,
-                             direct_url=primary.url, read_url=replica.url)
-        deployment = await start_deployment(env, [replica, primary])
-    except BaseException:
-        for server in (replica, primary):
-            if server is not None:
-                server.stop()
-        raise
-    deployment.primary, deployment.replica = primary, replica
-    yield deployment
-    await stop_deployment(deployment)
+# One xdist worker runs the whole module, so its deployment starts once (scripts/test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("scale-replica-cache")
 
 
 async def remaining(c, tenant, session_id: str) -> int:
