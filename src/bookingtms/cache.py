@@ -56,7 +56,9 @@ def get_redis() -> aioredis.Redis:
 async def close_redis() -> None:
     global _client
     if _client is not None:
-        await _client.aclose()
+        # A client given its own pool leaves the pool open unless told: the embedded Redis only
+        # stops at exit when no connection is left.
+        await _client.aclose(close_connection_pool=True)
         _client = None
 
 

@@ -93,14 +93,16 @@ async def tenant_transaction(ctx: DbContext) -> AsyncIterator[AsyncConnection]:
     """One transaction with its row-level-security context set; committed when the block ends,
     rolled back if it raises. Callbacks registered with after_commit run once it has committed."""
     async with get_engine().connect() as conn:
-        conn.info[_AFTER_COMMIT] = []
+        # Taken once: after a lost connection, reading conn.info again would quietly reconnect.
+        info = conn.info
+        info[_AFTER_COMMIT] = []
         try:
             async with conn.begin():
                 await set_context(conn, ctx)
                 yield conn
-            callbacks = conn.info[_AFTER_COMMIT]
+            callbacks = info[_AFTER_COMMIT]
         finally:
-            conn.info.pop(_AFTER_COMMIT, None)
+            info.pop(_AFTER_COMMIT, None)
     for callback in callbacks:
         await _run_quietly(callback)
 

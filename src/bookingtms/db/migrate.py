@@ -5,6 +5,10 @@ lock is a session advisory lock, which a transaction-mode PgBouncer cannot hold 
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import os
 from pathlib import Path
 
 from alembic import command
@@ -22,11 +26,24 @@ def alembic_config(settings: Settings) -> Config:
     return cfg
 
 
+def scram_sha256_verifier(password: str, iterations: int = 4096, salt: bytes | None = None) -> str:
+    """What PostgreSQL stores for a SCRAM-SHA-256 password (RFC 5802/7677). Sent instead of the
+    password itself, so the plain text never reaches the server's logs or pg_stat_statements."""
+    salt = salt or os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    stored_key = hashlib.sha256(hmac.new(salted, b"Client Key", "sha256").digest()).digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    b64 = lambda raw: base64.b64encode(raw).decode()  # noqa: E731
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
 def run_migrations(settings: Settings) -> None:
     command.upgrade(alembic_config(settings), "head")
     engine = create_engine(owner_url(settings), poolclass=pool.NullPool)
     with engine.begin() as conn:
         # Role attributes are cluster-wide; the password is derived from the secret key.
-        conn.execute(text(f"ALTER ROLE {settings.app_db_role} WITH LOGIN PASSWORD '{app_role_password(settings)}'"))
+        verifier = scram_sha256_verifier(app_role_password(settings))
+        # As sent (the verifier's colons are not bind parameters).
+        conn.exec_driver_sql(f"ALTER ROLE {settings.app_db_role} WITH LOGIN PASSWORD '{verifier}'")
         conn.execute(text(f"GRANT CONNECT ON DATABASE \"{conn.engine.url.database}\" TO {settings.app_db_role}"))
     engine.dispose()
