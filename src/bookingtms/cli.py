@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -67,6 +68,10 @@ def cmd_serve(args) -> int:
     print(f"  OpenAPI:        {base}/openapi.json")
     print(f"  health:         {base}/healthz  {base}/readyz", flush=True)
     metrics_dir = _fresh_metrics_dir(settings) if args.workers > 1 else None
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler it
+    # found: as SystemExit (not the default action, which ends the process on the spot) the
+    # embedded PostgreSQL and Redis still stop at exit.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run("bookingtms.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
                     loop="uvloop", http="httptools", access_log=False, log_level="warning")

@@ -67,13 +67,13 @@ def alive(pid: int) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
-def start_server(data_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
+def start_server(data_dir: Path, log: Path, workers: int = 2) -> tuple[subprocess.Popen, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "PROMETHEUS_MULTIPROC_DIR", "DATABASE_DIRECT_URL",
                                                        "DATABASE_READ_URL", "BOOKINGTMS_DB_PREPARED_STATEMENTS")}
     env.update({"BOOKINGTMS_DATA_DIR": str(data_dir), "BOOKINGTMS_RUN_JOBS": "1",
                 "BOOKINGTMS_JOB_INTERVAL_SECONDS": "1", "BOOKINGTMS_LOG_LEVEL": "WARNING"})
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bookingtms.cli", "serve", "--port", str(port), "--workers", "2",
+    proc = subprocess.Popen([sys.executable, "-m", "bookingtms.cli", "serve", "--port", str(port), "--workers", str(workers),
                              "--demo"], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 180  # initdb, migrations, demo
@@ -187,3 +187,25 @@ def test_two_workers_share_one_embedded_postgres_and_redis(tmp_path):
     assert not (data_dir / "metrics" / str(proc.pid)).exists()
     # Two job loops ran side by side without tripping over each other.
     assert "Traceback" not in log.read_text() and "job_failed" not in log.read_text()
+
+
+def test_one_worker_stops_its_embedded_servers_on_sigterm(tmp_path):
+    """Single-process serving: uvicorn re-raises SIGTERM after its graceful shutdown, which must not
+    kill the process before the embedded PostgreSQL and Redis are stopped."""
+    data_dir = tmp_path / "data"
+    proc, url = start_server(data_dir, tmp_path / "serve.log", workers=1)
+    embedded = postmasters(data_dir) + redis_servers(data_dir)
+    assert len(embedded) == 2
+    assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    finally:
+        deadline = time.time() + 30
+        while time.time() < deadline and any(alive(pid) for pid in embedded):
+            time.sleep(0.2)
+        leftovers = [pid for pid in embedded if alive(pid)]
+        for pid in leftovers:
+            os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 0
+    assert not leftovers, f"still running after SIGTERM: {leftovers}"
