@@ -55,8 +55,9 @@ def test_no_hot_query_scans_a_large_table(seeded):
     # The check saw the real workload: the big tables, and the booking flow's and dashboard's statements.
     for table in ("bookings", "activity_sessions", "customers", "payments"):
         assert table in report.split("rows: ", 1)[1].split("\n", 1)[0], f"{table} is not among the large tables"
-    for statement in ("UPDATE activity_sessions", "FROM bookings", "daily_stats.day", "venue_by_embed_key"):
+    for statement in ("UPDATE activity_sessions", "daily_stats.day", "venue_by_embed_key"):
         assert statement in report, f"no statement with {statement!r} was explained"
+    assert " on bookings |" in report or " on bookings;" in report, "no statement reading bookings was explained"
     assert "not explained" not in report, report
     assert ": 5" not in report.split("Requests driven", 1)[1], "a hot endpoint answered 5xx"
 

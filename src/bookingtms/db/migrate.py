@@ -37,13 +37,32 @@ def scram_sha256_verifier(password: str, iterations: int = 4096, salt: bytes | N
     return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
 
 
+def _password_is_current(conn, role: str, password: str) -> bool:
+    """Whether the role can already log in with this password. Altering a role on every start would
+    race other processes starting at the same time ("tuple concurrently updated"). Reading
+    pg_authid needs a superuser; without one, the role is altered as before."""
+    try:
+        with conn.begin_nested():
+            row = conn.execute(text("SELECT rolcanlogin, rolpassword FROM pg_authid WHERE rolname = :r"),
+                               {"r": role}).first()
+    except Exception:
+        return False
+    if row is None or not row.rolcanlogin or not (row.rolpassword or "").startswith("SCRAM-SHA-256$"):
+        return False
+    iterations, salt = row.rolpassword.split("$")[1].split(":")
+    return hmac.compare_digest(scram_sha256_verifier(password, int(iterations), base64.b64decode(salt)),
+                               row.rolpassword)
+
+
 def run_migrations(settings: Settings) -> None:
     command.upgrade(alembic_config(settings), "head")
     engine = create_engine(owner_url(settings), poolclass=pool.NullPool)
     with engine.begin() as conn:
         # Role attributes are cluster-wide; the password is derived from the secret key.
-        verifier = scram_sha256_verifier(app_role_password(settings))
-        # As sent (the verifier's colons are not bind parameters).
-        conn.exec_driver_sql(f"ALTER ROLE {settings.app_db_role} WITH LOGIN PASSWORD '{verifier}'")
+        password = app_role_password(settings)
+        if not _password_is_current(conn, settings.app_db_role, password):
+            # As sent (the verifier's colons are not bind parameters).
+            verifier = scram_sha256_verifier(password)
+            conn.exec_driver_sql(f"ALTER ROLE {settings.app_db_role} WITH LOGIN PASSWORD '{verifier}'")
         conn.execute(text(f"GRANT CONNECT ON DATABASE \"{conn.engine.url.database}\" TO {settings.app_db_role}"))
     engine.dispose()
