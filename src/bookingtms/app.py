@@ -42,6 +42,8 @@ from bookingtms.sessions.router import router as sessions_router
 from bookingtms.users.router import router as users_router
 from bookingtms.venues.router import public_router as public_venues_router
 from bookingtms.venues.router import router as venues_router
+from bookingtms import web
+from bookingtms.web import errors as web_errors
 
 
 def create_app() -> FastAPI:
@@ -71,12 +73,14 @@ def create_app() -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     security.install(app)
     metrics.install(app)
-    install_error_handlers(app)
+    install_error_handlers(app, page_error=web_errors.page_error)
     for router in (auth_router, organizations_router, users_router, api_keys_router, audit_router, platform_router, venues_router, calendars_router, activities_router, sessions_router, bookings_router,
                    customers_router, public_venues_router, public_sessions_router, public_reservations_router,
                    public_bookings_router, promo_codes_router, notifications_router, payments_router,
                    stripe_webhook_router, dashboard_router, realtime.public_router):
         app.include_router(router)
+
+    web.install(app)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz():

@@ -82,9 +82,16 @@ class ServiceUnavailable(AppError):
 # ---------------------------------------------------------------------------------------------
 # The one problem+json handler: every error leaves the app through here.
 # ---------------------------------------------------------------------------------------------
+_page_error = None  # set by install_error_handlers: renders errors on HTML pages (web/errors.py)
+
+
 def _problem_response(error: AppError, request):
     from bookingtms.http.responses import ProblemResponse
 
+    if _page_error is not None:
+        page = _page_error(request, error)
+        if page is not None:
+            return page
     return ProblemResponse(error.to_problem(str(request.url.path)), status_code=error.status, headers=error.headers)
 
 
@@ -122,7 +129,9 @@ def _from_database(exc) -> AppError:
     raise exc
 
 
-def install_error_handlers(app) -> None:
+def install_error_handlers(app, page_error=None) -> None:
+    """`page_error(request, error)` answers errors on page paths as HTML (None: problem+json)."""
+    global _page_error
     import structlog
     from fastapi.exceptions import RequestValidationError
     from sqlalchemy.exc import DBAPIError
@@ -130,6 +139,7 @@ def install_error_handlers(app) -> None:
     from starlette.exceptions import HTTPException
 
     log = structlog.get_logger("bookingtms.errors")
+    _page_error = page_error
 
     async def app_error(request, exc: AppError):
         return _problem_response(exc, request)

@@ -105,7 +105,9 @@ def _invalid_otp() -> Unauthorized:
     return Unauthorized("The verification code is wrong or was already used.", code="invalid_otp")
 
 
-async def login(email: str, password: str, otp: str | None = None) -> dict[str, Any]:
+async def login(email: str, password: str, otp: str | None = None, *, challenge: bool = False) -> dict[str, Any]:
+    """`challenge`: an account with TOTP on and no `otp` gets an mfa_token (as after single sign-on)
+    to finish at finish_mfa_challenge, so a sign-in page never has to carry the password forward."""
     email = email.strip().lower()
     ip = request_context.current().ip
     try:
@@ -131,7 +133,7 @@ async def login(email: str, password: str, otp: str | None = None) -> dict[str, 
             second_factor = None
             if user.totp_enabled:
                 if not otp:
-                    raise _mfa_required()  # the password was right: not counted as a failure
+                    raise _mfa_required(await start_mfa_challenge(user, "password") if challenge else None)  # the password was right: not counted as a failure
                 second_factor = await mfa.verify_second_factor(db, user, otp)
             if second_factor is not None or not user.totp_enabled:
                 pair = await _signed_in(db, user, "password", second_factor)

@@ -1,0 +1,221 @@
+"""Sessions for pages: the API's own token pair kept in HttpOnly cookies, and CSRF protection.
+
+A signed-in browser holds the access token (`btms_access`, sent to every page path) and the refresh
+token (`btms_refresh`, sent only to /auth/): the same tokens, the same checks (http/principal.py:
+signature, expiry, token version, logout, role as it is now) and the same permission strings as
+the API. An expired access token is renewed from the refresh token on the next page GET (rotation
+and reuse detection as in the API). Cookies are HttpOnly, SameSite=Lax, and Secure when the
+request came over https.
+
+CSRF: every browser gets a random `btms_csrf` cookie; each form carries HMAC(secret, cookie) as
+`csrf_token` (or the header `X-CSRF-Token` for fetch calls). Every unsafe request to a page path
+must carry the token matching its cookie, and an `Origin` header, when sent, must be ours. The
+login form is protected the same way (no login CSRF)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from urllib.parse import quote, unquote
+
+from fastapi import Depends, Request
+from starlette.responses import Response
+
+from bookingtms.config import get_settings
+from bookingtms.errors import AppError, Forbidden, Unauthorized
+from bookingtms.http.principal import Principal, _from_jwt
+
+ACCESS_COOKIE = "btms_access"
+REFRESH_COOKIE = "btms_refresh"
+CSRF_COOKIE = "btms_csrf"
+CSRF_FIELD = "csrf_token"
+FLASH_COOKIE = "btms_flash"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class LoginRequired(AppError):
+    """A page needs a signed-in user: answered with a redirect to the sign-in page (see web.errors)."""
+    status = 401
+    code = "login_required"
+
+    def __init__(self, next_url: str = "/admin", step: str | None = None):
+        super().__init__("Please sign in.")
+        self.next_url = next_url
+        self.step = step  # password_change | mfa_enrollment: the page that finishes it
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+# ----------------------------------------------------------------------------------------------
+# CSRF
+# ----------------------------------------------------------------------------------------------
+def _csrf_secret() -> bytes:
+    return hashlib.sha256(b"csrf:" + get_settings().resolved_secret_key().encode()).digest()
+
+
+def _csrf_cookie_value(request: Request) -> str:
+    """The browser's CSRF cookie, or a new one (set on the response by `finish`)."""
+    value = getattr(request.state, "csrf_cookie", None) or request.cookies.get(CSRF_COOKIE)
+    if not value or len(value) > 128:
+        value = secrets.token_urlsafe(24)
+        request.state.new_csrf_cookie = value
+    request.state.csrf_cookie = value
+    return value
+
+
+def csrf_token(request: Request) -> str:
+    return hmac.new(_csrf_secret(), _csrf_cookie_value(request).encode(), hashlib.sha256).hexdigest()
+
+
+async def csrf_protect(request: Request) -> None:
+    """Router dependency for every page router: unsafe methods need the form's (or header's) token."""
+    if request.method in SAFE_METHODS:
+        return
+    origin = request.headers.get("origin")
+    if origin and origin != "null" and origin.rstrip("/") != str(request.base_url).rstrip("/"):
+        raise Forbidden("This form was sent from another site.", code="csrf_failed")
+    cookie = request.cookies.get(CSRF_COOKIE)
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None and request.headers.get("content-type", "").startswith(
+            ("application/x-www-form-urlencoded", "multipart/form-data")):
+        sent = (await request.form()).get(CSRF_FIELD)
+    expected = hmac.new(_csrf_secret(), (cookie or "").encode(), hashlib.sha256).hexdigest()
+    if not cookie or not isinstance(sent, str) or not hmac.compare_digest(sent, expected):
+        raise Forbidden("The form expired or was not sent from this site; reload the page and try again.",
+                        code="csrf_failed")
+
+
+def finish(request: Request, response: Response) -> Response:
+    """Sets the cookies a page decided on while it was rendered (a new CSRF cookie, renewed tokens)."""
+    new_csrf = getattr(request.state, "new_csrf_cookie", None)
+    if new_csrf:
+        response.set_cookie(CSRF_COOKIE, new_csrf, httponly=True, samesite="lax", secure=_secure(request), path="/")
+    if getattr(request.state, "flash_taken", False) and not getattr(request.state, "flash_set", False):
+        response.delete_cookie(FLASH_COOKIE, path="/")
+    renewed = getattr(request.state, "renewed_pair", None)
+    if renewed:
+        set_session(request, response, renewed)
+    return response
+
+
+def set_flash(request: Request, response: Response, message: str) -> None:
+    """A one-time message for the next page (a cookie: only this site can set it, so no link can fake one)."""
+    request.state.flash_set = True
+    response.set_cookie(FLASH_COOKIE, quote(message[:300]), max_age=60, httponly=True, samesite="lax",
+                        secure=_secure(request), path="/")
+
+
+def take_flash(request: Request) -> str | None:
+    value = request.cookies.get(FLASH_COOKIE)
+    if value:
+        request.state.flash_taken = True
+    return unquote(value) if value else None
+
+
+# ----------------------------------------------------------------------------------------------
+# The signed-in user
+# ----------------------------------------------------------------------------------------------
+def set_session(request: Request, response: Response, pair: dict) -> None:
+    secure = _secure(request)
+    response.set_cookie(ACCESS_COOKIE, pair["access_token"], max_age=pair.get("expires_in", 3600) + 7 * 24 * 3600,
+                        httponly=True, samesite="lax", secure=secure, path="/")
+    response.set_cookie(REFRESH_COOKIE, pair["refresh_token"], max_age=7 * 24 * 3600, httponly=True,
+                        samesite="lax", secure=secure, path="/")
+
+
+def clear_session(response: Response) -> None:
+    response.delete_cookie(ACCESS_COOKIE, path="/")
+    response.delete_cookie(REFRESH_COOKIE, path="/")
+
+
+async def _renewed(request: Request) -> Principal | None:
+    """A new pair from the refresh cookie (page GETs only: a POST never silently changes identity)."""
+    from bookingtms.auth import service
+
+    token = request.cookies.get(REFRESH_COOKIE)
+    if not token or request.method not in SAFE_METHODS:
+        return None
+    try:
+        pair = await service.refresh(token)
+    except AppError:
+        return None
+    request.state.renewed_pair = pair
+    request.state.access_token = pair["access_token"]
+    return await _from_jwt(pair["access_token"])
+
+
+async def signed_in(request: Request) -> Principal | None:
+    """The page's user, or None. Cached on the request."""
+    if hasattr(request.state, "page_principal"):
+        return request.state.page_principal
+    principal = None
+    token = request.cookies.get(ACCESS_COOKIE)
+    if token:
+        try:
+            principal = await _from_jwt(token)
+            request.state.access_token = token
+        except Unauthorized:
+            principal = None
+    if principal is None:
+        principal = await _renewed(request)
+    if principal is not None:
+        from bookingtms.http import request_context
+
+        request_context.set_actor(str(principal.user_id), "platform" if principal.is_platform else "user",
+                                  principal.email)
+    request.state.page_principal = principal
+    return principal
+
+
+def _here(request: Request) -> str:
+    return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+
+
+async def any_user(request: Request) -> Principal:
+    """A signed-in user, restricted tokens included (for the pages that finish those steps)."""
+    principal = await signed_in(request)
+    if principal is None:
+        raise LoginRequired(_here(request))
+    return principal
+
+
+async def page_user(request: Request, principal: Principal = Depends(any_user)) -> Principal:
+    """A signed-in user whose token is not limited to a pending step (else: the page that finishes it)."""
+    if principal.restrict:
+        raise LoginRequired(_here(request), step=principal.restrict)
+    return principal
+
+
+def require_page(permission: str):
+    """The page counterpart of http.principal.require: a member of an organization holding `permission`."""
+
+    async def check(principal: Principal = Depends(page_user)) -> Principal:
+        if principal.organization_id is None:
+            raise Forbidden("The staff dashboard is for members of an organization; the platform team uses "
+                            "/platform.", code="organization_required")
+        if permission not in principal.permissions:
+            raise Forbidden(f"Your role ({principal.role}) lacks the permission '{permission}'.",
+                            code="permission_denied", permission=permission)
+        return principal
+
+    return check
+
+
+def require_platform_page(permission: str):
+    """The page counterpart of http.principal.require_platform."""
+
+    async def check(principal: Principal = Depends(page_user)) -> Principal:
+        if not principal.is_platform or permission not in principal.permissions:
+            raise Forbidden(f"Only the platform team may do this ('{permission}').", code="permission_denied",
+                            permission=permission)
+        return principal
+
+    return check
+
+
+def login_url(next_url: str) -> str:
+    return f"/auth/login?next={quote(next_url, safe='/')}"
