@@ -197,8 +197,8 @@ async def create_account_link(org_id: uuid.UUID, account_id: str, link_id: uuid.
     try:
         link = await stripe_client().v1.account_links.create_async(params={
             "account": account_id, "type": "account_onboarding",
-            "refresh_url": f"{base}/settings/payments?stripe=refresh",
-            "return_url": f"{base}/settings/payments?stripe=return",
+            "refresh_url": f"{base}/admin/settings?stripe=refresh",
+            "return_url": f"{base}/admin/settings?stripe=return",
         }, options={"idempotency_key": f"bookingtms-account-link-{org_id}-{link_id}"})
     except stripe.StripeError as exc:
         raise _provider_error(exc) from None

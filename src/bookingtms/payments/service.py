@@ -144,3 +144,21 @@ async def record_refund(db: AsyncConnection, org_id: uuid.UUID, charge, amount: 
         refunded_amount=payments.c.refunded_amount + amount,
         application_fee_refunded=payments.c.application_fee_refunded + fee_refunded, updated_at=text("now()")))
     return {"amount": amount, "application_fee_refunded": fee_refunded}
+
+
+async def start_stripe_onboarding(db: AsyncConnection, org_id: uuid.UUID, email: str) -> str:
+    """Stripe Connect onboarding: creates the organization's connected account if it has none and
+    returns a fresh account link to Stripe's onboarding form (POST /v1/payments/stripe/onboarding
+    and the settings page)."""
+    from bookingtms.audit.service import record
+    from bookingtms.payments import providers
+
+    o = organizations.c
+    row = (await db.execute(select(o.stripe_account_id).where(o.id == org_id).with_for_update())).one()
+    account_id = row.stripe_account_id
+    if not account_id:
+        account_id = await providers.create_connected_account(org_id, email, None)
+        await db.execute(update(organizations).where(o.id == org_id).values(stripe_account_id=account_id))
+        await record(db, "payments.stripe_account_created", organization_id=org_id, target_type="organization",
+                     target_id=org_id, changes={"stripe_account_id": account_id})
+    return await providers.create_account_link(org_id, account_id, uuid.uuid4())
