@@ -25,6 +25,7 @@ def install(app: FastAPI) -> None:
                                 portal, static, widget)
 
     static.mount(app)
+    app.add_middleware(session.PageCookiesMiddleware)
     for module in (auth_pages, widget, portal, admin_bookings, admin_catalog, admin_settings, platform_console,
                    media):
         app.include_router(module.router, include_in_schema=False, dependencies=[Depends(session.csrf_protect)])

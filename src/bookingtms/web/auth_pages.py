@@ -22,9 +22,9 @@ def _safe_next(url: str | None, principal: Principal | None = None) -> str:
     """Only our own paths (no //host or scheme), else the user's home."""
     if url and url.startswith("/") and not url.startswith("//") and "\\" not in url:
         return url
-    if principal is not None and principal.is_platform:
-        return "/platform"
-    return "/admin"
+    if principal is None:
+        return "/auth/home"
+    return "/platform" if principal.is_platform else "/admin"
 
 
 def _after_sign_in(request: Request, pair: dict, next_url: str | None):

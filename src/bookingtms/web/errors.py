@@ -16,7 +16,7 @@ def page_error(request, error: AppError):
     if isinstance(error, session.LoginRequired):
         target = {"password_change": "/auth/password", "mfa_enrollment": "/auth/mfa/setup"}.get(error.step or "")
         url = f"{target}?next={quote(error.next_url, safe='/')}" if target else session.login_url(error.next_url)
-        return session.finish(request, RedirectResponse(url, status_code=303))
+        return RedirectResponse(url, status_code=303)
     from bookingtms.web.templating import render
 
     layout = "widget/layout.html" if request.url.path.startswith("/widget/") else "base.html"

@@ -58,7 +58,7 @@ def _csrf_secret() -> bytes:
 
 
 def _csrf_cookie_value(request: Request) -> str:
-    """The browser's CSRF cookie, or a new one (set on the response by `finish`)."""
+    """The browser's CSRF cookie, or a new one (set on the response by PageCookiesMiddleware)."""
     value = getattr(request.state, "csrf_cookie", None) or request.cookies.get(CSRF_COOKIE)
     if not value or len(value) > 128:
         value = secrets.token_urlsafe(24)
@@ -89,17 +89,41 @@ async def csrf_protect(request: Request) -> None:
                         code="csrf_failed")
 
 
-def finish(request: Request, response: Response) -> Response:
-    """Sets the cookies a page decided on while it was rendered (a new CSRF cookie, renewed tokens)."""
-    new_csrf = getattr(request.state, "new_csrf_cookie", None)
-    if new_csrf:
-        response.set_cookie(CSRF_COOKIE, new_csrf, httponly=True, samesite="lax", secure=_secure(request), path="/")
-    if getattr(request.state, "flash_taken", False) and not getattr(request.state, "flash_set", False):
-        response.delete_cookie(FLASH_COOKIE, path="/")
-    renewed = getattr(request.state, "renewed_pair", None)
-    if renewed:
-        set_session(request, response, renewed)
-    return response
+class PageCookiesMiddleware:
+    """Sets the cookies a request decided on while it was handled (a new CSRF cookie, tokens renewed
+    from the refresh cookie, a flash message read), whatever response the route returned. Pure ASGI:
+    request.state lives in scope["state"]."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_cookies(message) -> None:
+            if message["type"] == "http.response.start":
+                cookies = _decided_cookies(scope)
+                if cookies:
+                    message["headers"] = list(message.get("headers", [])) + cookies
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookies)
+
+
+def _decided_cookies(scope) -> list[tuple[bytes, bytes]]:
+    state = scope.get("state") or {}
+    if not any(state.get(k) for k in ("new_csrf_cookie", "renewed_pair", "flash_taken")):
+        return []
+    secure = scope.get("scheme") == "https"
+    jar = Response()
+    if state.get("new_csrf_cookie"):
+        jar.set_cookie(CSRF_COOKIE, state["new_csrf_cookie"], httponly=True, samesite="lax", secure=secure, path="/")
+    if state.get("flash_taken") and not state.get("flash_set"):
+        jar.delete_cookie(FLASH_COOKIE, path="/")
+    if state.get("renewed_pair"):
+        _set_pair(jar, state["renewed_pair"], secure)
+    return [(k, v) for k, v in jar.raw_headers if k == b"set-cookie"]
 
 
 def set_flash(request: Request, response: Response, message: str) -> None:
@@ -120,7 +144,10 @@ def take_flash(request: Request) -> str | None:
 # The signed-in user
 # ----------------------------------------------------------------------------------------------
 def set_session(request: Request, response: Response, pair: dict) -> None:
-    secure = _secure(request)
+    _set_pair(response, pair, _secure(request))
+
+
+def _set_pair(response: Response, pair: dict, secure: bool) -> None:
     response.set_cookie(ACCESS_COOKIE, pair["access_token"], max_age=pair.get("expires_in", 3600) + 7 * 24 * 3600,
                         httponly=True, samesite="lax", secure=secure, path="/")
     response.set_cookie(REFRESH_COOKIE, pair["refresh_token"], max_age=7 * 24 * 3600, httponly=True,

@@ -88,7 +88,7 @@ def render(request: Request, template: str, status: int = 200, headers: dict[str
     html = environment().get_template(template).render(
         request=request, csrf_token=session.csrf_token(request), csrf_field=session.CSRF_FIELD, **context)
     response = HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store", **(headers or {})})
-    return session.finish(request, response)
+    return response
 
 
 def redirect(request: Request, url: str, flash: str | None = None) -> RedirectResponse:
@@ -96,4 +96,4 @@ def redirect(request: Request, url: str, flash: str | None = None) -> RedirectRe
     response = RedirectResponse(url, status_code=303)
     if flash:
         session.set_flash(request, response, flash)
-    return session.finish(request, response)
+    return response
