@@ -43,6 +43,8 @@ def _run(coro):
 
 def _print_demo(info: dict, base: str) -> None:
     print(f"  embed key:      {info['embed_key']}")
+    print(f"  booking widget: {base}/widget/{info['embed_key']}")
+    print(f"  embed snippet:  <script src=\"{base}/widget.js\" data-embed-key=\"{info['embed_key']}\" async></script>")
     print(f"  venue (public): {base}/v1/public/venues/{info['embed_key']}")
     print(f"  availability:   {base}/v1/public/venues/{info['embed_key']}/availability")
     print(f"  staff login:    {info['owner_email']} / {info['owner_password']}")
@@ -64,6 +66,9 @@ def cmd_serve(args) -> int:
         print("demo data:")
         _print_demo(_run(ensure_demo()), base)
     print(f"BookingTMS serving on {base}" + (f" with {args.workers} workers" if args.workers > 1 else ""))
+    print(f"  staff dashboard:  {base}/admin")
+    print(f"  platform console: {base}/platform")
+    print(f"  customer portal:  {base}/my-booking")
     print(f"  API docs:       {base}/docs")
     print(f"  OpenAPI:        {base}/openapi.json")
     print(f"  health:         {base}/healthz  {base}/readyz", flush=True)
