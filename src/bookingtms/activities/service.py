@@ -17,7 +17,7 @@ from bookingtms.sessions import service as sessions_service
 
 PUBLIC_FIELDS = ("id", "name", "description", "category", "difficulty", "duration_minutes", "capacity",
                  "min_players", "max_players", "price_amount", "child_price_amount", "currency",
-                 "cancellation_policy")
+                 "cancellation_policy", "image_url")
 SESSION_SHAPING = {"schedule", "capacity", "duration_minutes", "price_amount", "currency", "is_active"}
 
 
@@ -53,6 +53,16 @@ async def get_activity(db: AsyncConnection, org_id: uuid.UUID, activity_id: uuid
     return dict(row._mapping)
 
 
+async def activity_names(db: AsyncConnection, org_id: uuid.UUID, ids) -> dict[uuid.UUID, str]:
+    """Names of the given activities, archived ones included (their past sessions still show)."""
+    ids = list(set(ids))
+    if not ids:
+        return {}
+    rows = await db.execute(select(activities.c.id, activities.c.name).where(
+        activities.c.organization_id == org_id, activities.c.id.in_(ids)))
+    return {r.id: r.name for r in rows}
+
+
 async def list_activities(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID | None, limit: int,
                           after: list | None) -> dict[str, Any]:
     query = select(activities).where(activities.c.organization_id == org_id, activities.c.archived_at.is_(None))
@@ -82,6 +92,17 @@ async def update_activity(db: AsyncConnection, org_id: uuid.UUID, activity_id: u
     if SESSION_SHAPING & changes.keys():
         await sessions_service.reconcile_schedule(db, org_id, activity_id, previous=current)
     return await get_activity(db, org_id, activity_id)
+
+
+async def set_image(db: AsyncConnection, org_id: uuid.UUID, activity_id: uuid.UUID,
+                    image_url: str | None) -> dict[str, Any]:
+    """The activity's picture (a /media path from web/images.py, or None to remove it); the venue's
+    cached public page forgets the old one. Answers the activity as it was before."""
+    current = await get_activity(db, org_id, activity_id)
+    await db.execute(update(activities).where(activities.c.organization_id == org_id, activities.c.id == activity_id)
+                     .values(image_url=image_url))
+    _forget_cached(db, current["venue_id"])
+    return current
 
 
 async def archive_activity(db: AsyncConnection, org_id: uuid.UUID, activity_id: uuid.UUID) -> None:

@@ -12,7 +12,7 @@ activities = Table(
     Column("schedule", JSONB), Column("cancellation_policy", JSONB), Column("stripe_product_id", Text),
     Column("stripe_prices", JSONB), Column("custom_capacity_fields", JSONB), Column("settings", JSONB),
     Column("is_active", Boolean), Column("archived_at", DateTime(timezone=True)),
-    Column("sessions_generated_until", Date), *timestamps(),
+    Column("sessions_generated_until", Date), Column("image_url", Text), *timestamps(),
 )
 
 activity_sessions = Table(

@@ -34,5 +34,5 @@ venues = Table(
     Column("name", Text), Column("slug", Text), Column("embed_key", Text), Column("timezone", Text),
     Column("address", Text), Column("city", Text), Column("state", Text), Column("zip", Text),
     Column("country", Text), Column("settings", JSONB), Column("operating_hours", JSONB), Column("status", Text),
-    Column("calendar_token_hash", Text), *timestamps(),
+    Column("calendar_token_hash", Text), Column("image_url", Text), *timestamps(),
 )

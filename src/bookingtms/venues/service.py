@@ -17,7 +17,7 @@ from bookingtms.models import venues
 from bookingtms.platform.limits import check_limit
 from bookingtms.venues.schemas import VenueCreate, VenueUpdate
 
-PUBLIC_FIELDS = ("id", "name", "slug", "timezone", "address", "city", "state", "zip", "country")
+PUBLIC_FIELDS = ("id", "name", "slug", "timezone", "address", "city", "state", "zip", "country", "image_url")
 
 
 def _shown(row) -> dict[str, Any]:
@@ -102,6 +102,17 @@ async def archive_venue(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.U
     _forget_cached(db, await get_venue(db, org_id, venue_id))
     await db.execute(update(venues).where(venues.c.organization_id == org_id, venues.c.id == venue_id)
                      .values(status="archived"))
+
+
+async def set_image(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID,
+                    image_url: str | None) -> dict[str, Any]:
+    """The venue's picture (a /media path from web/images.py, or None to remove it); the cached
+    public page forgets the old one. Answers the venue as it was before (its old image_url)."""
+    current = await get_venue(db, org_id, venue_id)
+    await db.execute(update(venues).where(venues.c.organization_id == org_id, venues.c.id == venue_id)
+                     .values(image_url=image_url))
+    _forget_cached(db, current)
+    return current
 
 
 async def embed_keys(db: AsyncConnection, org_id: uuid.UUID) -> list[str]:
