@@ -162,3 +162,13 @@ async def start_stripe_onboarding(db: AsyncConnection, org_id: uuid.UUID, email:
         await record(db, "payments.stripe_account_created", organization_id=org_id, target_type="organization",
                      target_id=org_id, changes={"stripe_account_id": account_id})
     return await providers.create_account_link(org_id, account_id, uuid.uuid4())
+
+
+async def stripe_status(db: AsyncConnection, org_id: uuid.UUID) -> str:
+    """`connected` (Stripe enabled charges), `incomplete` (an account whose onboarding is not
+    finished) or `not_connected`."""
+    o = organizations.c
+    row = (await db.execute(select(o.stripe_account_id, o.stripe_charges_enabled).where(o.id == org_id))).first()
+    if row is None or not row.stripe_account_id:
+        return "not_connected"
+    return "connected" if row.stripe_charges_enabled else "incomplete"
