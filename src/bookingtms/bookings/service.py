@@ -212,6 +212,14 @@ async def list_bookings(db: AsyncConnection, org_id: uuid.UUID, *, date_from, da
     return page([dict(r._mapping) for r in rows], limit, lambda r: (r["created_at"].isoformat(), str(r["id"])))
 
 
+async def session_bookings(db: AsyncConnection, org_id: uuid.UUID, session_id: uuid.UUID) -> list[dict[str, Any]]:
+    """Every booking of one session (cancelled ones too), oldest first: the staff session page."""
+    b = bookings.c
+    rows = (await db.execute(_detail_query().where(b.organization_id == org_id, b.session_id == session_id)
+                             .order_by(b.created_at, b.id).limit(1000))).all()
+    return [dict(r._mapping) for r in rows]
+
+
 async def export_rows(db: AsyncConnection, org_id: uuid.UUID, *, batch: int = 500, **filters) -> AsyncIterator[list[dict]]:
     """The list's bookings (same filters) in session order, in batches, with start and end times
     in the venue's time zone. Streams from a server-side cursor: the caller's transaction must stay
