@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     notification_max_attempts: int = Field(default=8, alias="BOOKINGTMS_NOTIFICATION_MAX_ATTEMPTS", ge=1, le=50)
     notification_backoff_seconds: float = Field(default=30.0, alias="BOOKINGTMS_NOTIFICATION_BACKOFF_SECONDS", gt=0)
 
+    # Pictures (issue 6): kept under <data dir>/media unless an S3-compatible bucket is named
+    # (credentials the usual AWS way: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile or a role).
+    s3_bucket: str | None = Field(default=None, alias="BOOKINGTMS_S3_BUCKET")
+    s3_endpoint_url: str | None = Field(default=None, alias="BOOKINGTMS_S3_ENDPOINT_URL")
+    s3_region: str | None = Field(default=None, alias="BOOKINGTMS_S3_REGION")
+
     # Name of the login role the application uses; migrations create it.
     app_db_role: str = "bookingtms_app"
     access_token_ttl_seconds: int = 3600
