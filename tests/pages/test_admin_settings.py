@@ -240,6 +240,7 @@ async def test_venue_settings_embed_tag_and_calendar_feed(app, client, tenant, o
         tag = re.search(r'<textarea id="script-tag"[^>]*>([^<]+)</textarea>', page.text).group(1)
         assert unescape(tag).endswith(f'/widget.js" data-embed-key="{tenant.embed_key}" async></script>')
         assert unescape(tag).startswith('<script src="http')
+        assert f'action="/admin/venues/{tenant.venue_id}/image"' in page.text  # the picture upload form
 
         bad = await pc.post(f"/admin/settings/venues/{tenant.venue_id}", venue_form(timezone="Mars/Olympus",
                                                                                    open_tue="10:00"))

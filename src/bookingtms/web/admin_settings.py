@@ -537,16 +537,9 @@ async def _settings_page(request: Request, p: Principal, venue_id: uuid.UUID | N
         "org_values": {"name": org["name"], "sms_reminders": org["sms_reminders"],
                        "require_mfa_for": org["require_mfa_for"], "payment_provider": org["payment_provider"]},
         "org_errors": {}, "payments_error": None,
-        "image_upload": (_templates_dir() / "admin" / "_image_upload.html").exists(),
     }
     context.update(shown)
     return render(request, "admin/settings.html", status=status, **context)
-
-
-def _templates_dir():
-    from bookingtms.web.templating import HERE
-
-    return HERE / "templates"
 
 
 @router.get("/admin/settings")
