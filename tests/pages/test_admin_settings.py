@@ -50,6 +50,12 @@ def text_of(response: httpx.Response) -> str:
     return unescape(response.text)
 
 
+def assert_unique_ids(html: str) -> None:
+    """Labels and error messages point at ids: each must name one element."""
+    ids = re.findall(r'\sid="([^"]+)"', html)
+    assert len(ids) == len(set(ids)), sorted(i for i in set(ids) if ids.count(i) > 1)
+
+
 # ---------------------------------------------------------------------------------------------
 # Staff and roles
 # ---------------------------------------------------------------------------------------------
@@ -81,6 +87,7 @@ async def test_invite_change_role_and_deactivate(app, client, tenant, owner_engi
         user_id = one(owner_engine, "SELECT id FROM users WHERE email = :e", e=email).id
         edit = await pc.get(f"/admin/staff/{user_id}")
         assert edit.status_code == 200 and "Deactivate" in edit.text
+        assert_unique_ids(edit.text)
         changed = await follow(pc, await pc.post(f"/admin/staff/{user_id}", {"full_name": "Dee Manager",
                                                                            "role": "manager"}))
         assert "Saved" in changed.text
@@ -145,6 +152,7 @@ async def test_api_key_secret_shown_once_works_then_revoked(app, client, tenant,
                                                     "permissions": ["bookings.view", "venues.view"]})
         assert created.status_code == 201 and "shown only once" in created.text
         assert created.headers["cache-control"] == "no-store"
+        assert_unique_ids(created.text)
         secret = SECRET.search(created.text).group(0)
         works = await client.get("/v1/bookings", headers=bearer(secret))
         assert works.status_code == 200, works.text
@@ -177,6 +185,7 @@ async def test_promo_code_create_edit_deactivate_delete(app, client, tenant, own
         too_much = await pc.post("/admin/promo-codes", base)
         assert too_much.status_code == 422 and "between 1 and 100" in too_much.text
         assert 'id="e-discount_value"' in too_much.text and f'value="{code}"' in too_much.text  # typed value kept
+        assert_unique_ids(too_much.text)
         no_currency = await pc.post("/admin/promo-codes", {**base, "discount_type": "amount",
                                                            "discount_value": "10.00", "currency": ""})
         assert no_currency.status_code == 422 and 'id="e-currency"' in no_currency.text
@@ -241,6 +250,7 @@ async def test_venue_settings_embed_tag_and_calendar_feed(app, client, tenant, o
         assert unescape(tag).endswith(f'/widget.js" data-embed-key="{tenant.embed_key}" async></script>')
         assert unescape(tag).startswith('<script src="http')
         assert f'action="/admin/venues/{tenant.venue_id}/image"' in page.text  # the picture upload form
+        assert_unique_ids(page.text)
 
         bad = await pc.post(f"/admin/settings/venues/{tenant.venue_id}", venue_form(timezone="Mars/Olympus",
                                                                                    open_tue="10:00"))
@@ -269,6 +279,7 @@ async def test_venue_settings_embed_tag_and_calendar_feed(app, client, tenant, o
         # A second venue: the page then offers a venue selector.
         added = await follow(pc, await pc.post("/admin/settings/venues", {"name": "Annex", "timezone": "Asia/Tokyo"}))
         assert "Venue Annex created" in added.text and 'name="venue"' in added.text
+        assert_unique_ids(added.text)
         annex = one(owner_engine, "SELECT id, embed_key FROM venues WHERE organization_id = :o AND name = 'Annex'",
                     o=tenant.organization_id)
         shown = await pc.get(f"/admin/settings?venue={annex.id}")
