@@ -22,6 +22,7 @@ import structlog
 from sqlalchemy import and_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bookingtms.bookings import links
 from bookingtms.config import Settings, get_settings
 from bookingtms.db.engine import DbContext, for_each_organization, organizations_with_work, tenant_transaction
 from bookingtms.models import (
@@ -155,6 +156,8 @@ async def _send(settings: Settings, org_id: uuid.UUID, org_name: str, row) -> st
         if details is not None:
             extra["venue_address"] = details["venue_address"]
             attachments.append(("booking.ics", "text/calendar", _ics(details)))
+            # The customer's signed link to their booking (view, add to calendar, cancel).
+            extra["manage_url"] = links.manage_url(org_id, row.booking_id, details["email"])
     subject, text_body, html_body = render.render_email(row.kind, payload, org_name, extra)
     msg = delivery.build_email(settings, row.id, row.recipient, subject, text_body, html_body, attachments)
     return await delivery.send_email(settings, row.id, msg)

@@ -21,6 +21,7 @@ import stripe
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bookingtms.bookings import links
 from bookingtms.config import get_settings
 from bookingtms.errors import Conflict, ServiceUnavailable
 from bookingtms.models import organizations
@@ -98,7 +99,7 @@ class StripeProvider:
     async def start_checkout(self, db, org, req):
         self.check_available(org)
         fee = service.application_fee(req.amount, org.application_fee_percentage)
-        base = get_settings().base_url.rstrip("/")
+        manage = links.manage_url(org.id, req.booking_id, req.customer_email)
         metadata = {"booking_id": str(req.booking_id), "organization_id": str(org.id), "reference": req.reference}
         try:
             session = await stripe_client().v1.checkout.sessions.create_async(params={
@@ -111,8 +112,9 @@ class StripeProvider:
                 "client_reference_id": str(req.booking_id),
                 "customer_email": req.customer_email,
                 "expires_at": int(req.expires_at.timestamp()),
-                "success_url": f"{base}/booking/{req.reference}?payment=success",
-                "cancel_url": f"{base}/booking/{req.reference}?payment=cancelled",
+                # Back to the customer's page of this booking (web/portal.py), which says how the payment went.
+                "success_url": f"{manage}?payment=success",
+                "cancel_url": f"{manage}?payment=cancelled",
             }, options={"stripe_account": org.stripe_account_id,
                         "idempotency_key": f"bookingtms-checkout-{req.booking_id}"})
         except stripe.StripeError as exc:

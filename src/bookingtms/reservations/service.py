@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import and_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bookingtms.bookings import links
 from bookingtms.bookings import service as bookings_service
 from bookingtms.errors import Conflict, NotFound, ReservationExpired
 from bookingtms.metrics import count_holds
@@ -104,6 +105,8 @@ async def checkout(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID, 
     await db.execute(update(slot_reservations).where(
         slot_reservations.c.organization_id == org_id, slot_reservations.c.id == reservation_id
     ).values(status="converted", booking_id=result["booking"]["id"]))
+    # The customer's signed link to view, add to a calendar or cancel the booking (web/portal.py).
+    result["manage_url"] = links.manage_url(org_id, result["booking"]["id"], data.customer.email)
     return result
 
 
