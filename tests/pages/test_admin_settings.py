@@ -420,3 +420,6 @@ async def test_unknown_ids_are_404_pages(app, tenant):
             assert response.status_code == 404 and "<html" in response.text, url
         revoke = await pc.post(f"/admin/api-keys/{uuid.uuid4()}/revoke")
         assert revoke.status_code == 404
+        for url in ("/admin/staff/not-an-id", "/admin/staff?cursor=garbage", "/admin/promo-codes?cursor=%00"):
+            response = await pc.get(url)
+            assert response.status_code == 422 and "<html" in response.text, url
