@@ -210,6 +210,19 @@ async def update_organization(db: AsyncConnection, org_id: uuid.UUID, data: Orga
     return (await _with_metrics(db, [after]))[0]
 
 
+async def organization_venues(db: AsyncConnection, org_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The organization's venues as the platform may see them without an access grant (name,
+    place, zone, status: what its widget shows anyway), from organization_venues()."""
+    rows = await db.execute(text("SELECT * FROM organization_venues(:org)"), {"org": org_id})
+    return [dict(r._mapping) for r in rows]
+
+
+async def organization_owner(db: AsyncConnection, org_id: uuid.UUID) -> dict[str, Any] | None:
+    """The owner account the platform created, and whether it has signed in yet."""
+    row = (await db.execute(text("SELECT * FROM organization_owner(:org)"), {"org": org_id})).first()
+    return dict(row._mapping) if row else None
+
+
 async def _forget_embed_lookups(org_id: uuid.UUID) -> None:
     async with tenant_transaction(DbContext(organization_id=org_id)) as db:  # the venues are the tenant's
         keys = await embed_keys(db, org_id)

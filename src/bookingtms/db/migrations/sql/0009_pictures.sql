@@ -19,5 +19,16 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
    WHERE v.organization_id = p_org AND is_platform_admin()
    ORDER BY v.status = 'archived', v.name, v.id
 $$;
-REVOKE ALL ON FUNCTION organization_venues(uuid) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION organization_venues(uuid) TO bookingtms_app;
+
+-- Who owns it (the platform created that account) and whether they have signed in yet: what
+-- onboarding support needs to see. Not the password state beyond that, nor anyone else.
+CREATE FUNCTION organization_owner(p_org uuid)
+RETURNS TABLE (id uuid, email text, full_name text, must_change_password boolean, last_login_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+  SELECT u.id, u.email, u.full_name, u.must_change_password, u.last_login_at
+    FROM organizations o JOIN users u ON u.id = o.owner_id AND u.organization_id = o.id
+   WHERE o.id = p_org AND is_platform_admin()
+$$;
+
+REVOKE ALL ON FUNCTION organization_venues(uuid), organization_owner(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION organization_venues(uuid), organization_owner(uuid) TO bookingtms_app;

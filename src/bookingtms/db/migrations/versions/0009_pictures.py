@@ -1,4 +1,4 @@
-"""Pictures of venues and activities (image_url), and the venues the platform console lists.
+"""Pictures of venues and activities (image_url), and the venues and owner the platform console shows.
 
 Revision ID: 0009
 """
@@ -17,6 +17,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     from alembic import op
 
+    op.execute("DROP FUNCTION IF EXISTS organization_owner(uuid)")
     op.execute("DROP FUNCTION IF EXISTS organization_venues(uuid)")
     op.execute("ALTER TABLE activities DROP COLUMN IF EXISTS image_url")
     op.execute("ALTER TABLE venues DROP COLUMN IF EXISTS image_url")
