@@ -1,12 +1,9 @@
 from __future__ import annotations
 
-import csv
-import io
 import uuid
-from datetime import date, datetime, timezone
+from datetime import date
 from typing import Literal
 
-import anyio
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
 
@@ -60,62 +57,13 @@ async def list_bookings(filters: BookingFilters = Depends(), paging: PageParams 
     return result
 
 
-EXPORT_COLUMNS = ("reference", "date", "start_time", "end_time", "timezone", "venue", "activity", "guests",
-                  "total_amount", "refund_amount", "currency", "status", "payment_status", "checked_in",
-                  "customer_name", "customer_email", "customer_phone", "booked_at")
-
-
-def _cell(value) -> str:
-    """Text a spreadsheet would run as a formula is quoted (CSV injection)."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
-def _export_values(b: dict) -> list:
-    return [b["booking_reference"], b["local_start"].date().isoformat(), b["local_start"].strftime("%H:%M"),
-            b["local_end"].strftime("%H:%M"), b["timezone"], _cell(b["venue_name"]), _cell(b["activity_name"]),
-            b["guest_count"], b["total_amount"], b["refund_amount"], b["currency"], b["status"], b["payment_status"],
-            "yes" if b["checked_in_at"] else "no",
-            _cell(f"{b['customer_first_name']} {b['customer_last_name']}".strip()), _cell(b["customer_email"]),
-            b["customer_phone"] or "", b["created_at"].isoformat()]
-
-
 @router.get("/export.csv", response_class=StreamingResponse,
             responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
                              "description": "The bookings as CSV, times in each venue's zone"}})
 async def export_bookings(filters: BookingFilters = Depends(), p: Principal = Depends(require("bookings.view"))):
     """Streams the bookings matching the list's filters as CSV (in session order). Audited as
     `bookings.exported` with the filter and the number of rows."""
-    org_id, given = p.organization_id, filters.given()
-
-    async def stream():
-        rows, completed = 0, False
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\r\n")
-        try:
-            writer.writerow(EXPORT_COLUMNS)
-            yield buffer.getvalue().encode()
-            # Read from the replica (an export may lag a moment); the audit row goes to the primary.
-            async with read_transaction(p.db_context()) as db:
-                async for batch in service.export_rows(db, org_id, **filters.values):
-                    buffer.seek(0)
-                    buffer.truncate()
-                    for booking in batch:
-                        writer.writerow(_export_values(booking))
-                    rows += len(batch)
-                    yield buffer.getvalue().encode()
-            completed = True
-        finally:
-            if completed or rows:  # a download that broke off after rows had left is recorded too
-                with anyio.CancelScope(shield=True):
-                    await record_alone("bookings.exported", organization_id=org_id, target_type="booking",
-                                       changes={"filter": given, "rows": rows, "format": "csv",
-                                                **({} if completed else {"completed": False})})
-
-    filename = f"bookings-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}.csv"
-    return StreamingResponse(stream(), media_type="text/csv; charset=utf-8",
-                             headers={"Content-Disposition": f'attachment; filename="{filename}"',
-                                      "Cache-Control": "no-store"})
+    return service.csv_response(p.db_context(), p.organization_id, filters.values, filters.given())
 
 
 @router.post("", status_code=201)

@@ -25,6 +25,7 @@ from bookingtms.notifications import service as notifications
 from bookingtms.payments import providers
 from bookingtms.payments import service as payments_service
 from bookingtms.platform.limits import check_limit
+from bookingtms.realtime.hub import BOOKING_CHANNEL
 from bookingtms.sessions import service as sessions_service
 
 REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: easy to read out on the phone
@@ -178,10 +179,12 @@ async def get_by_reference(db: AsyncConnection, org_id: uuid.UUID, reference: st
 
 
 def _filtered(query, org_id: uuid.UUID, *, date_from, date_to, status: str | None, venue_id: uuid.UUID | None,
-              activity_id: uuid.UUID | None, q: str | None):
+              activity_id: uuid.UUID | None, q: str | None, customer_id: uuid.UUID | None = None):
     """The list's filters (shared by the list and the CSV export)."""
     b, c = bookings.c, customers.c
     query = query.where(b.organization_id == org_id)
+    if customer_id:  # a customer's history (idx_bookings_customer)
+        query = query.where(b.customer_id == customer_id)
     if date_from:
         query = query.where(b.booking_date >= date_from)
     if date_to:
@@ -202,10 +205,10 @@ def _filtered(query, org_id: uuid.UUID, *, date_from, date_to, status: str | Non
 
 async def list_bookings(db: AsyncConnection, org_id: uuid.UUID, *, date_from, date_to, status: str | None,
                         venue_id: uuid.UUID | None, activity_id: uuid.UUID | None, q: str | None, limit: int,
-                        after: list | None) -> dict[str, Any]:
+                        after: list | None, customer_id: uuid.UUID | None = None) -> dict[str, Any]:
     b = bookings.c
     query = _filtered(_detail_query(), org_id, date_from=date_from, date_to=date_to, status=status,
-                      venue_id=venue_id, activity_id=activity_id, q=q)
+                      venue_id=venue_id, activity_id=activity_id, q=q, customer_id=customer_id)
     if (key := keyset(after, datetime)):
         query = query.where(func.row(b.created_at, b.id) < func.row(*key))
     rows = (await db.execute(query.order_by(b.created_at.desc(), b.id.desc()).limit(limit + 1))).all()
@@ -218,6 +221,79 @@ async def session_bookings(db: AsyncConnection, org_id: uuid.UUID, session_id: u
     rows = (await db.execute(_detail_query().where(b.organization_id == org_id, b.session_id == session_id)
                              .order_by(b.created_at, b.id).limit(1000))).all()
     return [dict(r._mapping) for r in rows]
+
+
+async def list_for_sessions(db: AsyncConnection, org_id: uuid.UUID, session_ids: list[uuid.UUID]) -> list[dict[str, Any]]:
+    """Every booking of these sessions, oldest first (the staff's day view; idx_bookings_org_session)."""
+    if not session_ids:
+        return []
+    b = bookings.c
+    rows = (await db.execute(_detail_query().where(b.organization_id == org_id, b.session_id.in_(session_ids))
+                             .order_by(b.created_at, b.id))).all()
+    return [dict(r._mapping) for r in rows]
+
+
+EXPORT_COLUMNS = ("reference", "date", "start_time", "end_time", "timezone", "venue", "activity", "guests",
+                  "total_amount", "refund_amount", "currency", "status", "payment_status", "checked_in",
+                  "customer_name", "customer_email", "customer_phone", "booked_at")
+
+
+def _cell(value) -> str:
+    """Text a spreadsheet would run as a formula is quoted (CSV injection)."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _export_values(b: dict) -> list:
+    return [b["booking_reference"], b["local_start"].date().isoformat(), b["local_start"].strftime("%H:%M"),
+            b["local_end"].strftime("%H:%M"), b["timezone"], _cell(b["venue_name"]), _cell(b["activity_name"]),
+            b["guest_count"], b["total_amount"], b["refund_amount"], b["currency"], b["status"], b["payment_status"],
+            "yes" if b["checked_in_at"] else "no",
+            _cell(f"{b['customer_first_name']} {b['customer_last_name']}".strip()), _cell(b["customer_email"]),
+            b["customer_phone"] or "", b["created_at"].isoformat()]
+
+
+def csv_response(ctx, org_id: uuid.UUID, filters: dict[str, Any], given: dict[str, Any]):
+    """The export as a streamed CSV download (the API's GET /v1/bookings/export.csv and the staff
+    dashboard's export): read from the replica in batches; audited as `bookings.exported` with
+    the filter and the number of rows, also when the download broke off after rows had left."""
+    import csv
+    import io
+
+    import anyio
+    from starlette.responses import StreamingResponse
+
+    from bookingtms.audit.service import record_alone
+    from bookingtms.db.engine import read_transaction
+
+    async def stream():
+        rows, completed = 0, False
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\r\n")
+        try:
+            writer.writerow(EXPORT_COLUMNS)
+            yield buffer.getvalue().encode()
+            # Read from the replica (an export may lag a moment); the audit row goes to the primary.
+            async with read_transaction(ctx) as db:
+                async for batch in export_rows(db, org_id, **filters):
+                    buffer.seek(0)
+                    buffer.truncate()
+                    for booking in batch:
+                        writer.writerow(_export_values(booking))
+                    rows += len(batch)
+                    yield buffer.getvalue().encode()
+            completed = True
+        finally:
+            if completed or rows:  # a download that broke off after rows had left is recorded too
+                with anyio.CancelScope(shield=True):
+                    await record_alone("bookings.exported", organization_id=org_id, target_type="booking",
+                                       changes={"filter": given, "rows": rows, "format": "csv",
+                                                **({} if completed else {"completed": False})})
+
+    filename = f"bookings-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}.csv"
+    return StreamingResponse(stream(), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                                      "Cache-Control": "no-store"})
 
 
 async def export_rows(db: AsyncConnection, org_id: uuid.UUID, *, batch: int = 500, **filters) -> AsyncIterator[list[dict]]:
@@ -265,6 +341,35 @@ def refund_percent(policy: dict, start_time: datetime, mode: str, now: datetime)
 def percent_of(amount: int, percent: int) -> int:
     """`percent` % of `amount` minor units, rounded half up."""
     return int((Decimal(amount) * percent / 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def refund_total(charge, *, total_amount: int, payment_status: str, refunded: int, percent: int) -> int:
+    """What a booking has had refunded in all once cancelled at `percent`, as cancel_booking
+    reaches it: of a paid charge, the policy's share of the whole charge (never less than what was
+    refunded already); of a booking marked paid without a charge, the share of its total; of an
+    unpaid booking, nothing more."""
+    if charge is not None and charge.status == "succeeded":
+        return min(max(percent_of(charge.amount, percent), charge.refunded_amount), total_amount)
+    if payment_status == "paid":
+        return percent_of(total_amount, percent)
+    return refunded
+
+
+async def refund_preview(db: AsyncConnection, org_id: uuid.UUID, booking_id: uuid.UUID,
+                         now: datetime | None = None) -> dict[str, dict[str, int]]:
+    """For each refund mode staff may choose (policy, full, none): the percentage and the amount
+    cancelling now would give back (`refund`, on top of anything refunded before; `total`, in all)."""
+    booking = await get_booking(db, org_id, booking_id)
+    charge = await payments_service.charge_for_booking(db, org_id, booking_id, lock=False)
+    now = now or datetime.now(timezone.utc)
+    refunded = booking["refund_amount"] or 0
+    preview = {}
+    for mode in ("policy", "full", "none"):
+        percent = refund_percent(booking["cancellation_policy"], booking["start_time"], mode, now)
+        total = refund_total(charge, total_amount=booking["total_amount"], payment_status=booking["payment_status"],
+                             refunded=refunded, percent=percent)
+        preview[mode] = {"percent": percent, "refund": max(total - refunded, 0), "total": total}
+    return preview
 
 
 _LOCK_BOOKING = (
@@ -448,6 +553,7 @@ async def settle_paid(db: AsyncConnection, org_id: uuid.UUID, booking_id: uuid.U
             outcome = "refunded"
     elif row.status == "pending_payment":
         await db.execute(update(bookings).where(*where).values(status="confirmed"))
+        await announce(db, org_id, booking_id, "confirmed")
     await sync_payment_state(db, org_id, booking_id)
     if outcome != "refunded":
         await _enqueue_confirmation(db, org_id, booking_id)
@@ -463,7 +569,22 @@ async def check_in(db: AsyncConnection, org_id: uuid.UUID, booking_id: uuid.UUID
     ).values(checked_in_at=func.now()).returning(bookings.c.id))).first()
     if done is None:
         raise Conflict("This booking is already checked in.", code="already_checked_in")
+    await announce(db, org_id, booking_id, "checked_in", venue_id=booking["venue_id"])
     return await get_booking(db, org_id, booking_id)
+
+
+async def announce(db: AsyncConnection, org_id: uuid.UUID, booking_id: uuid.UUID, change: str,
+                   venue_id: uuid.UUID | None = None) -> None:
+    """Tells the staff dashboards (realtime hub, `booking` events) of a change that moves no
+    capacity; capacity changes are announced by the sessions' own trigger. NOTIFY is sent when
+    this transaction commits and dropped if it rolls back."""
+    import json
+
+    if venue_id is None:
+        venue_id = (await db.execute(select(bookings.c.venue_id).where(
+            bookings.c.organization_id == org_id, bookings.c.id == booking_id))).scalar_one()
+    await db.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": BOOKING_CHANNEL, "payload": json.dumps({
+        "organization_id": str(org_id), "venue_id": str(venue_id), "booking_id": str(booking_id), "change": change})})
 
 
 async def organizations_for_reference(db: AsyncConnection, reference: str) -> list[uuid.UUID]:

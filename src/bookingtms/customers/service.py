@@ -42,6 +42,13 @@ async def get_customer(db: AsyncConnection, org_id: uuid.UUID, customer_id: uuid
     return dict(row._mapping)
 
 
+async def find_by_email(db: AsyncConnection, org_id: uuid.UUID, email: str) -> dict[str, Any] | None:
+    """The customer with exactly this email (idx_customers_org_email), or None."""
+    row = (await db.execute(select(customers).where(customers.c.organization_id == org_id,
+                                                    customers.c.email == email.strip().lower()))).first()
+    return dict(row._mapping) if row is not None else None
+
+
 async def list_customers(db: AsyncConnection, org_id: uuid.UUID, q: str | None, limit: int,
                          after: list | None) -> dict[str, Any]:
     c = customers.c

@@ -8,6 +8,11 @@ queue of every stream of that venue. A stream that falls behind loses what it ha
 gets `resync` instead, so one slow client never holds up the others nor grows memory. When the
 connection drops, the hub reconnects with backoff and tells every stream to `resync` (changes made
 while nobody listened are not replayed: we keep no history).
+
+Staff dashboards subscribe to a whole organization (`venue_id=None`): they get every venue's
+availability changes with its `venue_id`, plus the changes of a booking that move no capacity
+(a check-in, a payment confirming it) announced on a second channel, `booking_activity`, which is
+never sent to the public streams.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from bookingtms.config import Settings
 from bookingtms.db.urls import app_url
 
 CHANNEL = "session_availability"
+BOOKING_CHANNEL = "booking_activity"  # staff streams only: {organization_id, venue_id, booking_id, change}
 QUEUE_SIZE = 256  # events a stream may fall behind by before it is told to resync
 # How often the idle LISTEN connection is checked, to notice a network that died silently; the
 # answer may take long on a busy server (a false alarm would make every client refetch at once).
@@ -50,7 +56,7 @@ class TooManyStreams(Exception):
 
 @dataclass(eq=False)
 class Subscriber:
-    venue: tuple[uuid.UUID, uuid.UUID]  # (organization_id, venue_id)
+    venue: tuple[uuid.UUID, uuid.UUID | None]  # (organization_id, venue_id); venue None: the whole organization
     queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
 
     def put(self, item: bytes | None) -> None:
@@ -75,7 +81,7 @@ class Hub:
         self.listening = asyncio.Event()  # set while LISTEN is active
 
     # ---- streams ------------------------------------------------------------------------------
-    def subscribe(self, organization_id: uuid.UUID, venue_id: uuid.UUID) -> Subscriber:
+    def subscribe(self, organization_id: uuid.UUID, venue_id: uuid.UUID | None) -> Subscriber:
         if self._count >= self.max_streams or self._closing.is_set():
             raise TooManyStreams
         subscriber = Subscriber((organization_id, venue_id))
@@ -103,7 +109,7 @@ class Hub:
             for subscriber in streams:
                 subscriber.put(item)
 
-    def _on_notify(self, _conn, _pid, _channel, payload: str) -> None:
+    def _on_notify(self, _conn, _pid, channel, payload: str) -> None:
         if not self._venues:
             return
         try:
@@ -112,13 +118,20 @@ class Hub:
         except (ValueError, KeyError, TypeError, AttributeError):
             log.warning("realtime_bad_payload", payload=payload[:200])
             return
-        streams = self._venues.get(venue)
-        if not streams:
-            return
-        # Encoded once, shared by every stream of the venue.
-        event = ServerSentEvent(orjson.dumps(change).decode(), event="availability", id=str(next(self._ids))).encode()
-        for subscriber in streams:
-            subscriber.put(event)
+        streams = self._venues.get(venue) if channel == CHANNEL else None
+        if streams:
+            # Encoded once, shared by every stream of the venue.
+            event = ServerSentEvent(orjson.dumps(change).decode(), event="availability",
+                                    id=str(next(self._ids))).encode()
+            for subscriber in streams:
+                subscriber.put(event)
+        staff = self._venues.get((venue[0], None))
+        if staff:
+            event = ServerSentEvent(orjson.dumps({**change, "venue_id": str(venue[1])}).decode(),
+                                    event="availability" if channel == CHANNEL else "booking",
+                                    id=str(next(self._ids))).encode()
+            for subscriber in staff:
+                subscriber.put(event)
 
     # ---- the LISTEN connection ------------------------------------------------------------------
     async def start(self, wait_seconds: float = 3.0) -> None:
@@ -173,6 +186,7 @@ class Hub:
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())
         await conn.add_listener(CHANNEL, self._on_notify)
+        await conn.add_listener(BOOKING_CHANNEL, self._on_notify)
         self.listening.set()
         # Whatever changed while nobody was listening is unknown: every open stream starts over.
         self._broadcast(resync_event("reconnected"))

@@ -16,6 +16,7 @@ BOOKINGTMS_SSE_MAX_STREAMS streams; beyond that it answers 503 `too_many_streams
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import anyio
@@ -90,6 +91,25 @@ class _Stream(EventSourceResponse):
             log.info("sse_client_too_slow")
         finally:
             self._hub.unsubscribe(self._subscriber)
+
+
+STAFF_STREAM_SECONDS = 15 * 60  # then the browser reconnects, and its session is checked again
+
+
+def staff_stream(organization_id, last_event_id: str | None) -> EventSourceResponse:
+    """The whole organization's changes for the staff dashboard (GET /admin/events, web/admin_bookings):
+    every venue's `availability` events with their `venue_id`, and `booking` events (hub.py). The
+    caller checks the signed-in user first; the stream counts against the same per-process limit."""
+    if _hub is None:
+        raise ServiceUnavailable("Live updates are not available right now.", code="unavailable",
+                                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    try:
+        subscriber = _hub.subscribe(organization_id, None)
+    except TooManyStreams:
+        raise ServiceUnavailable("This server has no free live-update stream; retry shortly.",
+                                 code="too_many_streams", headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+    asyncio.get_running_loop().call_later(STAFF_STREAM_SECONDS, subscriber.put, CLOSE)
+    return _Stream(_hub, subscriber, resync=last_event_id is not None)
 
 
 @public_router.get("/{embed_key}/events", response_class=_Stream, status_code=200, responses={
