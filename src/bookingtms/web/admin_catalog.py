@@ -614,8 +614,9 @@ def stats_charts(stats: dict[str, Any]) -> list[dict[str, Any]]:
     def label(d) -> str:
         return d["date"].strftime("%d %b") if len(days) <= 31 else d["date"].strftime("%m-%d")
 
-    def major(v: float) -> str:
-        return f"{v:,.0f}" if currency in ZERO_DECIMAL else f"{v / 100:,.0f}"
+    def major(v: float) -> str:  # axis labels: whole units when they are whole
+        amount = v if currency in ZERO_DECIMAL else v / 100
+        return f"{amount:,.0f}" if amount == int(amount) else f"{amount:,.2f}"
 
     bookings = [charts.Point(label(d), d["bookings"], f"{d['date']:%a %d %b}: {d['bookings']} bookings")
                 for d in days]
@@ -628,7 +629,8 @@ def stats_charts(stats: dict[str, Any]) -> list[dict[str, Any]]:
          "svg": charts.bar_chart(bookings, title="Bookings per day"),
          "rows": [(d["date"], str(d["bookings"])) for d in days], "unit": "Bookings"},
         {"id": "revenue", "title": f"Revenue per day ({currency})",
-         "svg": charts.bar_chart(revenue, title=f"Revenue per day in {currency}", fmt=major),
+         "svg": charts.bar_chart(revenue, title=f"Revenue per day in {currency}", fmt=major,
+                                least=1 if currency in ZERO_DECIMAL else 100),
          "rows": [(d["date"], money(d["revenue_amount"], currency)) for d in days], "unit": "Revenue"},
         {"id": "occupancy", "title": "Occupancy per day (%)",
          "svg": charts.line_chart(occupancy, title="Occupancy per day in percent", top=100,

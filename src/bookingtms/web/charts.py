@@ -73,18 +73,20 @@ def _tip(point: Point, fmt: Callable[[float], str]) -> str:
     return f"<title>{escape(text)}</title>"
 
 
-def _scale_top(values: list[float]) -> float:
-    """The top of the value axis: the largest value (so the tallest bar fills the plot); 1 when all are zero."""
+def _scale_top(values: list[float], least: float = 1) -> float:
+    """The top of the value axis: the largest value (so the tallest bar fills the plot); `least`
+    when all are zero (or smaller)."""
     top = max(values, default=0)
-    return top if top > 0 else 1
+    return top if top >= least else least
 
 
 def bar_chart(points: Sequence[Point], *, title: str, fmt: Callable[[float], str] = _num,
-              css: str = "bars") -> Markup:
-    """One bar per point, scaled so the largest reaches the top of the plot."""
+              least: float = 1, css: str = "bars") -> Markup:
+    """One bar per point, scaled so the largest reaches the top of the plot (the scale is at
+    least `least`: with all zeros the axis still reads 0 to something)."""
     if not points:
         return _empty(title, css)
-    top = _scale_top([p.value or 0 for p in points])
+    top = _scale_top([p.value or 0 for p in points], least)
     slot = PLOT_W / len(points)
     width = max(1.0, slot * 0.7)
     body = _value_axis(top, fmt)

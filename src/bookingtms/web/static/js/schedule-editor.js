@@ -103,5 +103,31 @@
     }
   });
 
+  function filled(input) { return input.value !== ""; }
+
+  function tidy() {
+    // The page offers spare blank rules and times for use without JavaScript; with the buttons
+    // at hand, one blank rule (when there is no other) and one blank time per empty rule suffice.
+    var all = Array.prototype.slice.call(rules.querySelectorAll("[data-rule]"));
+    var used = all.filter(function (rule) {
+      return rule.querySelector("input[type=checkbox]:checked") || rule.querySelector(".error") ||
+        Array.prototype.some.call(rule.querySelectorAll("[data-time-row] input"), filled);
+    });
+    all.forEach(function (rule, i) {
+      if (used.indexOf(rule) < 0 && (used.length > 0 || i > 0)) { rule.remove(); }
+    });
+    rules.querySelectorAll("[data-rule]").forEach(function (rule) {
+      var rows = Array.prototype.slice.call(rule.querySelectorAll("[data-time-row]"));
+      var hasTime = rows.some(function (row) { return filled(row.querySelector("input")); });
+      var keptBlank = false;
+      rows.forEach(function (row) {
+        if (filled(row.querySelector("input"))) { return; }
+        if (hasTime || keptBlank) { row.remove(); } else { keptBlank = true; }
+      });
+    });
+    renumber();
+  }
+
+  tidy();
   reveal(editor);
 })();
