@@ -76,6 +76,8 @@ async def test_calendar_day_and_week_show_sessions_at_local_times_with_occupancy
         chip = chip[:chip.index("</a>")]
         assert "3/8" in chip and 'value="3"' in chip and "<meter" in chip and "10:00–11:00" in chip
         assert 'style="' not in html and "<script>" not in html  # the CSP allows neither
+        # The grid refreshes itself when this venue's bookings change (admin-live.js, /admin/events).
+        assert f'data-live-venue="{tenant.venue_id}"' in html and "js/admin-live.js" in html
 
         week = await browser.get(f"/admin/calendar?view=week&date={start.date().isoformat()}")
         assert week.status_code == 200
