@@ -74,6 +74,8 @@ async def test_a_png_and_a_jpeg_are_resized_served_for_a_year_and_shown_in_the_p
         data = (await client.get(public)).json()
         url = data["activities"][0]["image_url"]
         assert url and url.startswith(f"/media/{tenant.organization_id}/") and url.endswith(".webp")
+        widget = await client.get(f"/widget/{tenant.embed_key}")  # the widget reads the same public data
+        assert widget.status_code == 200 and f'src="{url}"' in widget.text
         served, image = await fetch_image(client, url)
         assert image.format == "WEBP" and image.size == (1600, 800)
         assert served.headers["content-type"] == "image/webp"
@@ -81,6 +83,8 @@ async def test_a_png_and_a_jpeg_are_resized_served_for_a_year_and_shown_in_the_p
         assert served.headers["etag"]
         again = await client.get(url, headers={"If-None-Match": served.headers["etag"]})
         assert again.status_code == 304 and again.content == b""
+        head = await client.head(url)
+        assert head.status_code == 200 and head.content == b"" and head.headers["content-length"] == str(len(served.content))
         _, thumb = await fetch_image(client, url.replace(".webp", "-thumb.webp"))
         assert thumb.size == (400, 200)
 

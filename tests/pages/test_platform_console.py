@@ -60,12 +60,19 @@ async def test_the_organizations_list_shows_each_ones_metrics_the_platform_total
         assert "organizations ·" in text_ and "bookings this month ·" in text_
         # Filters: a suspended-only view leaves this active one out.
         assert f"Org {slug}" not in plain((await browser.get("/platform", params={"q": slug, "status": "suspended"})).text)
-        # Pages: 25 a page, then a cursor link that leads on.
-        first = await browser.get("/platform")
-        next_link = re.search(r'href="(/platform\?cursor=[^"]+)" rel="next"', first.text)
-        if next_link:  # more than one page of organizations in this run's database
-            second = await browser.get(next_link.group(1).replace("&amp;", "&"))
-            assert second.status_code == 200 and "First page" in second.text
+        # Pages: a cursor link leads on, keeping the search; three matches two at a time.
+        token = unique("paged")
+        for n in range(3):
+            created = await client.post("/v1/platform/organizations", headers=platform_admin.headers, json={
+                "name": f"{token} {n}", "slug": f"{token}-{n}", "plan": "free",
+                "owner": {"email": f"o{n}@{token}.example.com", "full_name": "O", "password": PASSWORD}})
+            assert created.status_code == 201, created.text
+        first = await browser.get("/platform", params={"q": token, "limit": 2})
+        assert re.findall(rf">({token} \d)<", first.text) == [f"{token} 2", f"{token} 1"]  # newest first
+        next_link = re.search(r'href="(/platform\?[^"]+)" rel="next"', first.text).group(1).replace("&amp;", "&")
+        second = await browser.get(next_link)
+        assert re.findall(rf">({token} \d)<", second.text) == [f"{token} 0"]
+        assert "First page" in second.text and 'rel="next"' not in second.text
         tampered = await browser.get("/platform", params={"cursor": "not-a-cursor"})
         assert tampered.status_code == 422 and tampered.headers["content-type"].startswith("text/html")
 

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import available_timezones
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import ValidationError
 
 from bookingtms.audit import service as audit_service
@@ -110,17 +110,17 @@ def _page_url(path: str, params: dict[str, Any], cursor: str | None) -> str | No
 # ----------------------------------------------------------------------------------------------
 @router.get("/platform")
 async def organizations(request: Request, q: str = "", status: str = "", cursor: str | None = None,
-                        p: Principal = Depends(VIEW)):
+                        limit: int = Query(PAGE, ge=1, le=100), p: Principal = Depends(VIEW)):
     q = q.strip()[:200]
     status = status if status in ("active", "suspended") else ""
     after = decode_cursor(cursor) if cursor else None
     async with tenant_transaction(p.db_context()) as db:
-        listing = await service.list_organizations(db, PAGE, after, status=status or None, q=q or None)
+        listing = await service.list_organizations(db, limit, after, status=status or None, q=q or None)
         stats = await service.stats(db) if "platform.stats.view" in p.permissions else None
+    kept = {"q": q, "status": status, "limit": limit if limit != PAGE else None}
     return render(request, "platform/organizations.html", orgs=listing["items"], stats=stats, q=q, status_filter=status,
-                  next_url=_page_url("/platform", {"q": q, "status": status}, listing["next_cursor"]),
-                  first_url="/platform?" + urlencode({k: v for k, v in {"q": q, "status": status}.items() if v})
-                  if cursor else None)
+                  next_url=_page_url("/platform", kept, listing["next_cursor"]),
+                  first_url="/platform?" + urlencode({k: v for k, v in kept.items() if v}) if cursor else None)
 
 
 async def _plan_choices(db) -> list[tuple[str, str]]:
