@@ -92,8 +92,9 @@ async def test_calendar_day_and_week_show_sessions_at_local_times_with_occupancy
         assert f"date={(start.date() - timedelta(days=7)).isoformat()}" in week.text
         assert f"date={(start.date() + timedelta(days=1)).isoformat()}" in html
 
-        bad = await browser.get("/admin/calendar?date=not-a-day")
-        assert bad.status_code == 422 and "YYYY-MM-DD" in bad.text
+        for bad_day in ("not-a-day", "0001-01-01"):
+            bad = await browser.get(f"/admin/calendar?date={bad_day}")
+            assert bad.status_code == 422 and "YYYY-MM-DD" in bad.text
 
 
 # ----------------------------------------------------------------------------------------------
@@ -125,6 +126,10 @@ async def test_an_activity_is_created_with_a_schedule_and_its_sessions_generated
         # The same form sent twice (a double click) creates one activity.
         again = await browser.post("/admin/activities/new", form)
         assert again.status_code == 303 and again.headers["location"] == created.headers["location"]
+        # Sent once more after a change (back button): it says so, and creates nothing.
+        changed_form = await browser.post("/admin/activities/new", {**form, "capacity": "7"})
+        assert changed_form.status_code == 422 and "already sent once" in changed_form.text
+        assert form_value(changed_form.text, "form_key") != form["form_key"]
 
         stored = (await client.get(f"/v1/activities/{activity_id}", headers=tenant.headers)).json()
         assert stored["name"] == form["name"] and stored["price_amount"] == 2500
@@ -329,6 +334,13 @@ async def test_another_tenants_activity_and_session_are_not_found(app, client, p
                                    {"version": version, "action": "close"})).status_code == 404
         assert (await browser.get(f"/admin/calendar?venue_id={other.venue_id}")).status_code == 404
         assert (await browser.get("/admin/sessions/not-a-uuid")).status_code == 404
+        # Nor can an activity be put in their venue.
+        page = await browser.get("/admin/activities/new")
+        refused = await browser.post("/admin/activities/new", activity_form(
+            tenant, form_value(page.text, "form_key"), venue_id=other.venue_id))
+        assert refused.status_code == 422 and "no venue of this organization" in error_at(refused.text, "venue_id")
+        assert (await client.get("/v1/activities", headers=other.headers)).json()["items"] == [theirs]
+        assert (await client.get("/v1/activities", headers=tenant.headers)).json()["items"] == []
     assert (await session_of(client, other, their_session["id"]))["is_closed"] is False
     assert (await client.get(f"/v1/activities/{theirs['id']}", headers=other.headers)).status_code == 200
 

@@ -66,9 +66,12 @@ def _day_param(value: str | None, today: date) -> date:
     if not value:
         return today
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
+        if not 2000 <= day.year <= 2100:
+            raise ValueError
+        return day
     except ValueError:
-        raise ValidationFailed("date must be a day as YYYY-MM-DD.", field="date") from None
+        raise ValidationFailed("date must be a day as YYYY-MM-DD between 2000 and 2100.", field="date") from None
 
 
 def _pick_venue(venues: list[dict[str, Any]], venue_id: str | None) -> dict[str, Any] | None:
@@ -328,7 +331,10 @@ def _parse_activity(values: dict[str, Any], venue_id: str) -> tuple[ActivityCrea
         activity = ActivityCreate.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
-            errors.setdefault(_field_of(tuple(err.get("loc", ())), sources), _message(err))
+            field = _field_of(tuple(err.get("loc", ())), sources)
+            if field in ("price", "child_price") and err.get("type") == "less_than_equal":
+                errors.setdefault(field, "That amount is too large.")
+            errors.setdefault(field, _message(err))
         return None, errors
     return (None, errors) if errors else (activity, errors)
 
@@ -390,9 +396,14 @@ async def create_activity(request: Request, p: Principal = Depends(require_page(
         async with read_transaction(p.db_context()) as db:
             venues = await _venues(db, p)
         field = exc.extra.get("field") or ""
+        if exc.code == "idempotency_key_reused":  # sent again after a change: it created one already
+            return _activity_page(request, activity=None, values=values, venues=venues, status=422,
+                                  form_key=str(uuid.uuid4()),
+                                  error="This form was already sent once and created an activity (see Activities). "
+                                        "Send it again to create another one.")
         return _activity_page(request, activity=None, values=values, venues=venues, status=422,
-                              errors={field: exc.detail} if field and field != "Idempotency-Key" else {},
-                              form_key=str(uuid.uuid4()), error=exc.detail)
+                              errors={field: exc.detail} if field else {}, form_key=str(uuid.uuid4()),
+                              error=exc.detail)
     created = orjson.loads(answer.body)
     return redirect(request, f"/admin/activities/{created['id']}", flash=f"Activity “{created['name']}” created.")
 
@@ -475,8 +486,12 @@ async def generate_sessions(request: Request, activity_id: str,
         for err in exc.errors():
             loc = [str(x) for x in err.get("loc", ())]
             field = "from" if loc and loc[0] in ("from", "from_") else "to"
-            gen_errors.setdefault(field, _message(err) if loc else _message(err).replace("'to'", "To").replace(
-                "at most", "At most"))
+            if not loc:  # the window's own checks
+                message = ("The last day is before the first." if "before" in str(err.get("msg"))
+                           else "At most 366 days at a time.")
+            else:
+                message = _message(err)
+            gen_errors.setdefault(field, message)
         body = None
     if body is not None:
         try:
