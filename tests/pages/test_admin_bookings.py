@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import time
 import uuid
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -88,6 +89,25 @@ async def test_today_lists_the_days_sessions_and_bookings_in_the_venues_zone(app
         assert "Previous day" in today.text and "Next day" in today.text
 
 
+async def test_today_has_a_venue_selector_when_there_are_several_venues(app, client, tenant):
+    annex = await client.post("/v1/venues", headers=tenant.headers, json={"name": "Lisbon Annex",
+                                                                         "timezone": "Europe/Lisbon"})
+    assert annex.status_code == 201, annex.text
+    annex = annex.json()
+    activity = await make_activity(client, tenant, venue_id=annex["id"], schedule={
+        "weekly": [{"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "times": ["11:15"]}]})
+    session = (await client.get("/v1/sessions", headers=tenant.headers,
+                                params={"activity_id": activity["id"], "limit": 1})).json()["items"][0]
+    day = local(session["start_time"], "Europe/Lisbon").date().isoformat()
+    async with await signed_in(app, tenant.owner_email) as browser:
+        page = (await browser.get(f"/admin?date={day}")).text
+        assert '<label for="f-venue">Venue</label>' in page and "Lisbon Annex" in page
+        chosen = (await browser.get(f"/admin?venue={annex['id']}&date={day}")).text
+        assert "11:15–12:15" in chosen and activity["name"] in chosen and "(Europe/Lisbon)" in chosen
+        # The day links keep the venue chosen.
+        assert f'href="/admin?venue={annex["id"]}&amp;date=' in chosen
+
+
 async def test_staff_check_in_from_today_changes_the_booking(app, client, tenant, owner_engine):
     activity = await make_activity(client, tenant)
     session = await future_session(client, tenant, activity)
@@ -141,7 +161,9 @@ async def test_lookup_by_reference_jumps_to_the_booking_and_email_or_name_finds_
     theirs = await book(client, other, (await future_session(client, other, await make_activity(client, other)))["id"])
     async with await signed_in(app, tenant.owner_email) as browser:
         for typed in (booking["reference"], booking["reference"].lower(), booking["reference"].replace("-", "")):
+            started = time.monotonic()
             jump = await browser.get("/admin/bookings", params={"q": typed})
+            assert time.monotonic() - started < 1.0
             assert jump.status_code == 303 and jump.headers["location"] == f"/admin/bookings/{booking['id']}", typed
         detail = await browser.get(f"/admin/bookings/{booking['id']}")
         assert detail.status_code == 200 and booking["reference"] in detail.text
@@ -393,6 +415,16 @@ async def test_customers_list_history_and_edit(app, client, tenant, owner_engine
 # ------------------------------------------------------------------------------------------------
 # Live updates
 # ------------------------------------------------------------------------------------------------
+async def test_the_event_stream_respects_the_hubs_stream_limit(app, tenant, monkeypatch):
+    from bookingtms.realtime import router as realtime
+
+    monkeypatch.setattr(realtime._hub, "max_streams", 0)
+    async with await signed_in(app, tenant.owner_email) as browser:
+        refused = await browser.get("/admin/events")
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
+        assert "no free live-update stream" in refused.text
+
+
 async def test_the_event_stream_tells_the_dashboard_of_bookings_and_check_ins(client, platform_admin, tenant,
                                                                            live_server):
     activity = await make_activity(client, tenant)
