@@ -39,7 +39,7 @@
   var state = {
     activity: null, year: 0, month: 0, sessions: new Map(), loading: false, request: 0, day: null,
     sessionId: null, spots: 0, email: "", hold: null, timer: null, lastAnnounced: null, events: null,
-    submitting: false, customer: null
+    submitting: false, holding: false, customer: null
   };
 
   // ---------------------------------------------------------------------------------------------
@@ -207,6 +207,9 @@
       onAvailability(change);
     });
     source.addEventListener("resync", function () { if (state.activity) { loadMonth(false); } });
+    // For the curious (and the browser tests): whether live updates are flowing.
+    source.addEventListener("open", function () { root.setAttribute("data-live", "connected"); });
+    source.addEventListener("error", function () { root.setAttribute("data-live", "reconnecting"); });
     state.events = source;
   }
 
@@ -559,11 +562,12 @@
     if (!button) { renderTimeStep(false); return; }
     fillTimeButton(button, s);
     announce(clock(s.start_time) + ": " + leftText(s).toLowerCase() + ".");
-    if (s.capacity_remaining <= 0 && sessionId === state.sessionId && !state.hold) {
+    // (While our own hold request is out, its answer says what happened to us.)
+    if (s.capacity_remaining <= 0 && sessionId === state.sessionId && !state.hold && !state.holding) {
       state.sessionId = null;
       showAlert("Sorry, " + clock(s.start_time) + " has just sold out. Please choose another time.");
     }
-    if (sessionId === state.sessionId || s.capacity_remaining <= 0) { updateParty(); }
+    if (!state.holding && (sessionId === state.sessionId || s.capacity_remaining <= 0)) { updateParty(); }
     if (wasFocused && button.disabled) { document.getElementById("h-time").focus(); }
   }
 
@@ -611,8 +615,11 @@
     button.disabled = true;
     button.textContent = "Holding\u2026";
     var session = s, spots = state.spots;
+    state.holding = true;
     api("POST", "/reservations", { session_id: session.id, spots: spots, customer_email: email }, { "Idempotency-Key": newKey() })
       .then(function (result) {
+        state.holding = false;
+        clearAlert();
         var data = result.data;
         var serverNow = Date.parse(result.response.headers.get("Date") || "");
         var expires = Date.parse(data.expires_at);
@@ -624,6 +631,7 @@
         startCountdown();
       })
       .catch(function (error) {
+        state.holding = false;
         button.disabled = false;
         button.textContent = "Hold these spots";
         if (error.code === "sold_out") {
@@ -711,7 +719,7 @@
     section.appendChild(form);
   }
 
-  function remainingSeconds() { return state.hold ? Math.max(0, Math.round((state.hold.deadline - performance.now()) / 1000)) : 0; }
+  function remainingSeconds() { return state.hold ? Math.max(0, Math.floor((state.hold.deadline - performance.now()) / 1000)) : 0; }
 
   function startCountdown() {
     stopCountdown();
