@@ -71,7 +71,9 @@ def _pydantic_errors(exc: ValidationError) -> dict[str, str]:
     for err in exc.errors():
         field = _field(err.get("loc")) or "form"
         message = str(err.get("msg", "Invalid value.")).removeprefix("Value error, ")
-        if err.get("type") == "string_pattern_mismatch" and field in PATTERN_HINTS:
+        if err.get("type") == "string_too_short" and (err.get("ctx") or {}).get("min_length") == 1:
+            message = "Fill this in."
+        elif err.get("type") == "string_pattern_mismatch" and field in PATTERN_HINTS:
             message = PATTERN_HINTS[field]
         elif "email" in field and err.get("type") == "value_error":
             message = "Enter a valid email address."
