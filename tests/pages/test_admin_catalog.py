@@ -391,3 +391,35 @@ async def test_stats_totals_match_the_api(app, client, tenant, venue_filter):
 
         bad = await browser.get("/admin/stats", params={"from": "2026-02-30"})
         assert bad.status_code == 422 and error_at(bad.text, "from")
+
+
+async def test_malformed_input_gets_a_message_never_a_500(app, client, tenant):
+    activity = await make_activity(client, tenant)
+    session = await future_session(client, tenant, activity)
+    async with await signed_in(app, tenant.owner_email) as browser:
+        for url, status in [("/admin/calendar?view=xyz", 200), ("/admin/calendar?venue_id=zzz", 404),
+                            ("/admin/calendar?date=2026-02-30", 422), ("/admin/stats?from=abc", 422),
+                            ("/admin/stats?from=2000-01-01&to=2100-01-01", 422), ("/admin/stats?venue_id=abc", 404),
+                            ("/admin/activities?venue_id=abc", 404), ("/admin/activities/xyz", 404)]:
+            assert (await browser.get(url)).status_code == status, url
+        odd = await browser.post("/admin/activities/new", {
+            "rule-0-days": ["funday"], "rule-0-times": ["10:00:30"], "rule-999-times": ["x"], "price": "1e5",
+            "name": "x" * 300, "duration_minutes": "99999999999999999999", "capacity": "-3"})
+        assert odd.status_code == 422
+        assert "funday" in error_at(odd.text, "rule-0-days") and "10:00:30" in error_at(odd.text, "rule-0-times")
+        # The rule sent as number 999 is shown (and told about) as the second rule.
+        assert error_at(odd.text, "rule-1-days") == "Tick at least one day." and "'x'" in error_at(
+            odd.text.replace("&#39;", "'"), "rule-1-times")
+        assert error_at(odd.text, "name") == "At most 200 characters."
+        assert error_at(odd.text, "duration_minutes") == "Must be at most 1440."
+        assert "amount like 25" in error_at(odd.text, "price")
+        empty = await browser.post(f"/admin/activities/{activity['id']}/generate", {"from": "abc", "to": ""})
+        assert empty.status_code == 422 and error_at(empty.text, "to") == "Required."
+        too_long = await browser.post(f"/admin/activities/{activity['id']}/generate",
+                                      {"from": "2030-01-01", "to": "2032-01-01"})
+        assert error_at(too_long.text, "to") == "At most 366 days at a time."
+        for data in ({"version": "abc", "capacity_total": "1"}, {"version": "1", "capacity_total": "-1"},
+                     {"version": "99999999999999999999", "capacity_total": "5"}):
+            assert (await browser.post(f"/admin/sessions/{session['id']}", data)).status_code == 422, data
+    assert (await client.get("/v1/activities", headers=tenant.headers)).json()["items"] == [activity]
+    assert (await session_of(client, tenant, session["id"]))["capacity_total"] == 10

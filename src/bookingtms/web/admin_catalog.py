@@ -206,7 +206,8 @@ def _typed(form: Form) -> dict[str, Any]:
     for i in indices[:MAX_RULES + BLANK_RULES]:
         days = [d.lower() for d in form.all(f"rule-{i}-days")]
         times = form.all(f"rule-{i}-times")
-        rules.append({"days": days, "times": times, "source": i})
+        # Numbered again in screen order: the page re-renders rule n as rule-<n>-..., messages too.
+        rules.append({"days": days, "times": times, "source": len(rules)})
     values = {name: form.text(name) for name in (
         "name", "category", "venue_id", "duration_minutes", "capacity", "min_players", "max_players", "price",
         "child_price", "currency", "start_date", "end_date", "closed_dates")}
@@ -243,7 +244,7 @@ def _amount(raw: str, currency: str, field: str, errors: dict[str, str]) -> int 
 # pydantic error types -> plain messages
 def _message(err: dict[str, Any]) -> str:
     kind, ctx = err.get("type", ""), err.get("ctx") or {}
-    if kind in ("missing", "string_too_short") or kind.endswith("_type") and err.get("input") in (None, ""):
+    if kind in ("missing", "string_too_short") or err.get("input") in (None, "") and not kind.startswith("value"):
         return "Required."
     if kind in ("int_parsing", "int_type", "int_from_float"):
         return "Enter a whole number."
