@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.async_api import expect
+from sqlalchemy import text
 
 from tests.e2e.conftest import screenshot
 from tests.factories import future_session, make_activity
@@ -158,3 +159,42 @@ async def test_widget_fits_a_375_px_phone(client, tenant, live_server, host_site
     assert await frame.evaluate("document.documentElement.scrollWidth") <= 375  # nothing wider than the phone
     assert await page.evaluate("document.documentElement.scrollWidth") <= 375
     await screenshot(page, "widget-mobile")
+
+
+async def test_expired_hold_and_suspended_business_are_told_in_plain_words(client, tenant, platform_admin, live_server,
+                                                                         new_page, owner_engine):
+    activity = await make_activity(client, tenant, capacity=5, price_amount=1000)
+    session = await future_session(client, tenant, activity, days_ahead=2)
+    start = datetime.fromisoformat(session["start_time"]).astimezone(ZONE)
+    page = await new_page(width=700)
+    await page.goto(f"{live_server.url}/widget/{tenant.embed_key}")  # the widget page on its own works too
+    await page.get_by_role("button", name="Choose dates").click()
+    await (await find_day(page, start)).click()
+    await page.get_by_role("button", name=f"{start:%H:%M}, 5 spots left").click()
+    await page.get_by_label("Email", exact=True).fill("late@example.com")
+    await page.get_by_role("button", name="Hold these spots").click()
+    await expect(page.locator("#h-details")).to_be_focused()
+
+    # The hold runs out before the customer sends the form (410 reservation_expired).
+    with owner_engine.begin() as conn:
+        conn.execute(text("UPDATE slot_reservations SET expires_at = now() - interval '1 second' "
+                          "WHERE session_id = :s"), {"s": session["id"]})
+    await page.get_by_label("First name").fill("Lee")
+    await page.get_by_label("Last name").fill("Late")
+    await page.get_by_role("button", name="Confirm booking").click()
+    alert = page.get_by_role("alert")
+    await expect(alert).to_have_text("Your hold on these spots ended, so they were released. Please choose a time again.")
+    await expect(page.locator("#h-time")).to_be_focused()  # back to choosing a time
+    await expect(page.get_by_role("button", name=f"{start:%H:%M}, 5 spots left")).to_be_enabled()  # released
+
+    # The business is suspended meanwhile (403 organization_suspended).
+    suspended = await client.patch(f"/v1/platform/organizations/{tenant.organization_id}",
+                                   headers=platform_admin.headers, json={"status": "suspended"})
+    assert suspended.status_code == 200, suspended.text
+    await page.get_by_role("button", name=f"{start:%H:%M}, 5 spots left").click()
+    await expect(page.get_by_label("Email", exact=True)).to_have_value("late@example.com")
+    await page.get_by_role("button", name="Hold these spots").click()
+    await expect(alert).to_have_text("This business is not taking bookings at the moment.")
+    with owner_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM slot_reservations WHERE session_id = :s AND status = 'held'"),
+                            {"s": session["id"]}).scalar_one() == 0

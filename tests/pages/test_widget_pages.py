@@ -56,6 +56,8 @@ async def test_widget_page_shows_the_venue_and_its_bookable_activities(client, t
     assert "America/New_York" in page
     assert "/static/js/widget-app.js?v=" in page and "/static/css/widget.css?v=" in page
     assert "<script>" not in page and 'style="' not in page  # CSP: no inline script or style
+    assert "<img" not in page  # no pictures uploaded: none shown
+    assert f'Choose dates<span class="visually-hidden"> for {room["name"]}</span>' in page
     config = widget_config(page)
     assert config["embedKey"] == tenant.embed_key and config["api"] == f"/v1/public/venues/{tenant.embed_key}"
     assert config["timezone"] == "America/New_York" and config["payment"] == "offline"
@@ -75,6 +77,18 @@ async def test_venue_that_requires_a_phone_says_so_to_the_widget(client, tenant)
     assert patched.status_code == 200, patched.text
     page = (await client.get(f"/widget/{tenant.embed_key}")).text
     assert widget_config(page)["requirePhone"] is True
+    # ... and the checkout insists, whoever calls it.
+    activity = widget_config(page)["activities"][0]
+    session = await future_session(client, tenant, activity)
+    held = await hold(client, tenant, session["id"], spots=1, email="no.phone@example.com")
+    path = f"/v1/public/venues/{tenant.embed_key}/reservations/{held.json()['reservation_id']}/checkout"
+    customer = {"email": "no.phone@example.com", "first_name": "Noa", "last_name": "Phone"}
+    refused = await client.post(path, json={"customer": customer})
+    assert refused.status_code == 422 and refused.json()["code"] == "phone_required"
+    assert refused.json()["errors"] == [{"field": "customer.phone",
+                                         "message": "This venue needs a phone number to reach you on the day."}]
+    booked = await client.post(path, json={"customer": {**customer, "phone": "+1 555 0100"}})
+    assert booked.status_code == 201, booked.text  # the refusal left the hold as it was
 
 
 async def test_unknown_key_is_a_framable_404_page(client):

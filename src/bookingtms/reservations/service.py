@@ -10,9 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookingtms.bookings import links
 from bookingtms.bookings import service as bookings_service
-from bookingtms.errors import Conflict, NotFound, ReservationExpired
+from bookingtms.errors import Conflict, NotFound, ReservationExpired, ValidationFailed
 from bookingtms.metrics import count_holds
-from bookingtms.models import activity_sessions, slot_reservations
+from bookingtms.models import activity_sessions, slot_reservations, venues
 from bookingtms.platform.limits import check_limit
 from bookingtms.reservations.schemas import Checkout, HoldCreate
 from bookingtms.sessions import service as sessions_service
@@ -85,6 +85,13 @@ async def release(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID, r
     await sessions_service.return_capacity(db, org_id, row.session_id, row.spots_reserved)
 
 
+async def _phone_required(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID) -> bool:
+    """The venue's setting `require_phone` (its widget asks for a phone number as required)."""
+    value = (await db.execute(select(venues.c.settings["require_phone"].astext).where(
+        venues.c.organization_id == org_id, venues.c.id == venue_id))).scalar_one_or_none()
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
 async def checkout(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID, reservation_id: uuid.UUID,
                    data: Checkout) -> dict[str, Any]:
     """Turns a live hold into a booking in this one transaction; its capacity moves from the hold
@@ -98,6 +105,10 @@ async def checkout(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID, 
     if row.status != "held" or row.lapsed:
         raise ReservationExpired("The hold on these spots has ended; please choose again.")
     session = await sessions_service.bookable_session(db, org_id, row.session_id)
+    if not data.customer.phone and await _phone_required(db, org_id, venue_id):
+        message = "This venue needs a phone number to reach you on the day."
+        raise ValidationFailed(message, code="phone_required", field="customer.phone",
+                               errors=[{"field": "customer.phone", "message": message}])
     result = await bookings_service.create_booking(db, org_id, session, guests=row.spots_reserved,
                                                    customer=data.customer, source="widget",
                                                    reservation_id=reservation_id, promo_code=data.promo_code,

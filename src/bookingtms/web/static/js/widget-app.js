@@ -854,7 +854,9 @@
         var mapped = {};
         (problem.errors || []).forEach(function (e) {
           var name = String(e.field || "").replace(/^customer\./, "");
-          if (FIELD_MESSAGES[name]) { mapped[name] = name === "promo_code" && e.message ? e.message : FIELD_MESSAGES[name]; }
+          if (!FIELD_MESSAGES[name]) { return; }
+          if (name === "phone" && !values.phone) { mapped.phone = "Enter a phone number the venue can reach you on."; }
+          else { mapped[name] = name === "promo_code" && e.message ? e.message : FIELD_MESSAGES[name]; }
         });
         if (problem.field === "promo_code" || error.code === "promo_code_invalid") {
           mapped.promo_code = problem.detail || "This promo code is not valid for this booking.";
