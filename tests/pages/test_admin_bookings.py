@@ -152,7 +152,8 @@ async def test_forms_without_the_csrf_token_change_nothing(app, client, tenant, 
 # ------------------------------------------------------------------------------------------------
 # Lookup, list, export
 # ------------------------------------------------------------------------------------------------
-async def test_lookup_by_reference_jumps_to_the_booking_and_email_or_name_finds_it(app, client, platform_admin, tenant):
+async def test_lookup_by_reference_jumps_to_the_booking_and_email_or_name_finds_it(app, client, platform_admin, tenant,
+                                                                                   monkeypatch):
     activity = await make_activity(client, tenant)
     session = await future_session(client, tenant, activity)
     booking = await book(client, tenant, session["id"], email="greta.lookup@example.com")
@@ -176,6 +177,13 @@ async def test_lookup_by_reference_jumps_to_the_booking_and_email_or_name_finds_
         assert booking["reference"] in by_part.text and "someone.else" not in by_part.text
         by_name = await browser.get("/admin/bookings", params={"q": "bea buy"})
         assert booking["reference"] in by_name.text
+        nobody = await browser.get("/admin/bookings", params={"q": "zebediah"})
+        assert "No bookings match." in nobody.text
+        # A part matching more customers than the lookup takes is searched among the bookings directly.
+        monkeypatch.setattr(admin_bookings, "SEARCH_CUSTOMERS", 1)
+        common = (await browser.get("/admin/bookings", params={"q": "@example.com"})).text
+        assert booking["reference"] in common and "someone.else@example.com" in common
+        assert "No bookings match." in (await browser.get("/admin/bookings", params={"q": "zebediah"})).text
         # Another organization's reference finds nothing here.
         none = await browser.get("/admin/bookings", params={"q": theirs["reference"]})
         assert none.status_code == 200 and "No bookings match." in none.text

@@ -179,11 +179,13 @@ async def get_by_reference(db: AsyncConnection, org_id: uuid.UUID, reference: st
 
 
 def _filtered(query, org_id: uuid.UUID, *, date_from, date_to, status: str | None, venue_id: uuid.UUID | None,
-              activity_id: uuid.UUID | None, q: str | None, customer_id: uuid.UUID | None = None):
+              activity_id: uuid.UUID | None, q: str | None, customer_id: uuid.UUID | list[uuid.UUID] | None = None):
     """The list's filters (shared by the list and the CSV export)."""
     b, c = bookings.c, customers.c
     query = query.where(b.organization_id == org_id)
-    if customer_id:  # a customer's history (idx_bookings_customer)
+    if isinstance(customer_id, list):  # some customers' bookings (idx_bookings_customer)
+        query = query.where(b.customer_id.in_(customer_id))
+    elif customer_id:  # a customer's history
         query = query.where(b.customer_id == customer_id)
     if date_from:
         query = query.where(b.booking_date >= date_from)
@@ -205,7 +207,7 @@ def _filtered(query, org_id: uuid.UUID, *, date_from, date_to, status: str | Non
 
 async def list_bookings(db: AsyncConnection, org_id: uuid.UUID, *, date_from, date_to, status: str | None,
                         venue_id: uuid.UUID | None, activity_id: uuid.UUID | None, q: str | None, limit: int,
-                        after: list | None, customer_id: uuid.UUID | None = None) -> dict[str, Any]:
+                        after: list | None, customer_id: uuid.UUID | list[uuid.UUID] | None = None) -> dict[str, Any]:
     b = bookings.c
     query = _filtered(_detail_query(), org_id, date_from=date_from, date_to=date_to, status=status,
                       venue_id=venue_id, activity_id=activity_id, q=q, customer_id=customer_id)

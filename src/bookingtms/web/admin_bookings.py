@@ -265,6 +265,33 @@ def _given(values: dict[str, Any]) -> dict[str, Any]:
     return {names.get(k, k): v for k, v in values.items() if v is not None}
 
 
+SEARCH_CUSTOMERS = 50  # a name or email part matching more customers than this is searched the plain way
+
+
+async def _search(db, org_id: uuid.UUID, values: dict[str, Any], after: list | None) -> dict[str, Any]:
+    """The list, with a name or email looked up through the customers first: an exact email by the
+    customers' unique index; a part of one, or of a name, in the organization's customers (far
+    fewer rows than its bookings), whose bookings are then read by customer (idx_bookings_customer).
+    Only a part matching very many customers (it then matches bookings at once) falls back to
+    list_bookings' own search."""
+    text = values["q"]
+    if not text:
+        return await service.list_bookings(db, org_id, **values, limit=PAGE_SIZE, after=after)
+    plain = {**values, "q": None}
+    if EMAIL.match(text):
+        customer = await customers_service.find_by_email(db, org_id, text)
+        if customer is not None:
+            return {**await service.list_bookings(db, org_id, **plain, customer_id=customer["id"], limit=PAGE_SIZE,
+                                                  after=after), "customer": customer}
+    found = await customers_service.list_customers(db, org_id, text, SEARCH_CUSTOMERS, None)
+    if found["next_cursor"] is not None:
+        return await service.list_bookings(db, org_id, **values, limit=PAGE_SIZE, after=after)
+    if not found["items"]:
+        return {"items": [], "next_cursor": None}
+    return await service.list_bookings(db, org_id, **plain, customer_id=[c["id"] for c in found["items"]],
+                                       limit=PAGE_SIZE, after=after)
+
+
 @router.get("/admin/bookings")
 async def bookings_list(request: Request, p: Principal = Depends(session.require_page("bookings.view"))):
     errors: dict[str, str] = {}
@@ -290,14 +317,8 @@ async def bookings_list(request: Request, p: Principal = Depends(session.require
         if errors:
             result = {"items": [], "next_cursor": None}
         else:
-            if text and EMAIL.match(text):
-                # An exact email: the customer through the unique index, then their bookings.
-                customer = await customers_service.find_by_email(db, org, text)
-            if customer is not None:
-                result = await service.list_bookings(db, org, **{**values, "q": None}, customer_id=customer["id"],
-                                                     limit=PAGE_SIZE, after=after)
-            else:
-                result = await service.list_bookings(db, org, **values, limit=PAGE_SIZE, after=after)
+            result = await _search(db, org, values, after)
+            customer = result.pop("customer", None)
     if not errors:
         await record_alone("bookings.listed", organization_id=org, target_type="booking", changes={
             "filter": _given(values), "count": len(result["items"]),
