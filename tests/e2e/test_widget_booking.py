@@ -114,6 +114,13 @@ async def test_customer_books_through_the_widget_embedded_on_another_site(client
     assert (await iframe.evaluate("e => e.getBoundingClientRect().height")) > DEFAULT_IFRAME_HEIGHT
     await screenshot(page, "widget-details")
     await widget.get_by_label("Phone (optional)").fill("+1 212 555 0100")
+    # A promo code the business never issued: the API's answer is shown at the promo field.
+    await widget.get_by_label("Promo code (optional)").fill("NOT-A-CODE")
+    await widget.get_by_role("button", name="Confirm booking").click()
+    await expect(widget.locator("#e-promo_code")).to_have_text("This promo code is not valid for this booking.")
+    await expect(widget.get_by_label("Promo code (optional)")).to_be_focused()
+    await expect(phone_error).to_be_hidden()
+    await widget.get_by_label("Promo code (optional)").fill("")
     await widget.get_by_role("button", name="Confirm booking").click()
 
     await expect(widget.locator("#h-done")).to_have_text("Booking confirmed")
@@ -147,7 +154,13 @@ async def test_widget_fits_a_375_px_phone(client, tenant, live_server, host_site
     session = await future_session(client, tenant, activity, days_ahead=2)
     start = datetime.fromisoformat(session["start_time"]).astimezone(ZONE)
     page = await new_page(width=375, height=740)
-    await page.goto(host_site(host_html(live_server.url, tenant.embed_key)))
+    # This site puts the tag in <head> and names where the widget goes (data-target).
+    await page.goto(host_site(f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>Harbour Tours</title>
+<script src="{live_server.url}/widget.js" data-embed-key="{tenant.embed_key}" data-target="booking"
+        data-title="Book a harbour tour" async></script></head>
+<body><h1>Harbour Tours</h1><div id="booking"></div><p>Questions? Call us.</p></body></html>"""))
+    await expect(page.locator("#booking > iframe")).to_have_attribute("title", "Book a harbour tour")
     widget = page.frame_locator("iframe.bookingtms-widget")
     await widget.get_by_role("button", name="Choose dates").click()
     await (await find_day(widget, start)).click()

@@ -1,6 +1,7 @@
 /* BookingTMS widget loader. A business pastes one tag into its site:
  *   <script src="https://HOST/widget.js" data-embed-key="KEY" async></script>
- * Optional: data-target="element-id" (put the widget inside that element instead of after the tag),
+ * Optional: data-target="element-id" (put the widget inside that element instead of after the tag; a
+ * tag in <head> without it puts the widget at the end of <body>),
  * data-title="..." (the iframe's accessible title).
  * It inserts an iframe of https://HOST/widget/KEY and keeps it as tall as the widget's content: the
  * widget posts {type: "bookingtms:height", height} and only messages from that iframe, with the
@@ -40,14 +41,25 @@
     frame.style.overflow = "hidden";
 
     var targetName = script.getAttribute("data-target");
-    var target = targetName ? document.getElementById(targetName) : null;
-    if (!target && targetName) {
-      try { target = document.querySelector(targetName); } catch (e) { target = null; }
+    function findTarget() {
+      if (!targetName) { return null; }
+      var found = document.getElementById(targetName);
+      if (!found) { try { found = document.querySelector(targetName); } catch (e) { found = null; } }
+      return found;
     }
-    if (target) {
-      target.appendChild(frame);
-    } else if (script.parentNode) {
-      script.parentNode.insertBefore(frame, script.nextSibling);
+    function place() {
+      var target = findTarget();
+      var inHead = document.head && document.head.contains(script);
+      if (target) { target.appendChild(frame); }
+      else if (script.parentNode && !inHead) { script.parentNode.insertBefore(frame, script.nextSibling); }
+      else if (document.body) { document.body.appendChild(frame); }
+    }
+    // An async tag may run before the rest of the page is parsed: wait for the target (or the body).
+    var ready = targetName ? findTarget() : !(document.head && document.head.contains(script));
+    if (!ready && document.readyState === "loading") {
+      document.addEventListener("DOMContentLoaded", place);
+    } else {
+      place();
     }
 
     window.addEventListener("message", function (event) {
