@@ -254,6 +254,11 @@ async def test_filters_pages_and_csv_export_show_only_this_tenants_bookings(app,
         assert sorted(r[0] for r in rows[1:]) == sorted([a["reference"], b["reference"]])
         everything = list(csv.reader(io.StringIO((await browser.get("/admin/bookings/export.csv")).text)))
         assert {r[0] for r in everything[1:]} == {a["reference"], b["reference"], c["reference"]}
+        for typed, expected in (("late.one@example.com", [b]), ("late.", [b, c]), ("nobody-at-all", [])):
+            found = list(csv.reader(io.StringIO((await browser.get("/admin/bookings/export.csv",
+                                                                   params={"q": typed})).text)))
+            assert tuple(found[0]) == EXPORT_COLUMNS
+            assert sorted(r[0] for r in found[1:]) == sorted(x["reference"] for x in expected), typed
     async with PageClient(app) as stranger:  # no session: sent to sign in, nothing exported
         response = await stranger.get("/admin/bookings/export.csv")
         assert response.status_code == 303 and response.headers["location"].startswith("/auth/login")

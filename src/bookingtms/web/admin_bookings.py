@@ -268,28 +268,27 @@ def _given(values: dict[str, Any]) -> dict[str, Any]:
 SEARCH_CUSTOMERS = 50  # a name or email part matching more customers than this is searched the plain way
 
 
-async def _search(db, org_id: uuid.UUID, values: dict[str, Any], after: list | None) -> dict[str, Any]:
-    """The list, with a name or email looked up through the customers first: an exact email by the
-    customers' unique index; a part of one, or of a name, in the organization's customers (far
-    fewer rows than its bookings), whose bookings are then read by customer (idx_bookings_customer).
-    Only a part matching very many customers (it then matches bookings at once) falls back to
-    list_bookings' own search."""
+async def _resolve(db, org_id: uuid.UUID, values: dict[str, Any]) -> tuple[dict[str, Any] | None, dict | None]:
+    """The service's filters for what was typed, looking a name or email up through the customers
+    first: an exact email by the customers' unique index; a part of one, or of a name, among the
+    organization's customers (far fewer rows than its bookings), whose bookings are then read by
+    customer (idx_bookings_customer). Only a part matching very many customers (so it matches
+    bookings at once) is left to list_bookings' own search. None: nothing can match. Also the
+    customer, when an exact email found one."""
     text = values["q"]
     if not text:
-        return await service.list_bookings(db, org_id, **values, limit=PAGE_SIZE, after=after)
+        return values, None
     plain = {**values, "q": None}
     if EMAIL.match(text):
         customer = await customers_service.find_by_email(db, org_id, text)
         if customer is not None:
-            return {**await service.list_bookings(db, org_id, **plain, customer_id=customer["id"], limit=PAGE_SIZE,
-                                                  after=after), "customer": customer}
+            return {**plain, "customer_id": customer["id"]}, customer
     found = await customers_service.list_customers(db, org_id, text, SEARCH_CUSTOMERS, None)
     if found["next_cursor"] is not None:
-        return await service.list_bookings(db, org_id, **values, limit=PAGE_SIZE, after=after)
+        return values, None
     if not found["items"]:
-        return {"items": [], "next_cursor": None}
-    return await service.list_bookings(db, org_id, **plain, customer_id=[c["id"] for c in found["items"]],
-                                       limit=PAGE_SIZE, after=after)
+        return None, None
+    return {**plain, "customer_id": [c["id"] for c in found["items"]]}, None
 
 
 @router.get("/admin/bookings")
@@ -314,11 +313,11 @@ async def bookings_list(request: Request, p: Principal = Depends(session.require
     async with read_transaction(p.db_context()) as db:
         venues = await _venues(db, org)
         activities = await _activities(db, org)
-        if errors:
-            result = {"items": [], "next_cursor": None}
-        else:
-            result = await _search(db, org, values, after)
-            customer = result.pop("customer", None)
+        result: dict[str, Any] = {"items": [], "next_cursor": None}
+        if not errors:
+            wanted, customer = await _resolve(db, org, values)
+            if wanted is not None:
+                result = await service.list_bookings(db, org, **wanted, limit=PAGE_SIZE, after=after)
     if not errors:
         await record_alone("bookings.listed", organization_id=org, target_type="booking", changes={
             "filter": _given(values), "count": len(result["items"]),
@@ -340,7 +339,11 @@ async def bookings_export(request: Request, p: Principal = Depends(session.requi
     if errors:
         field, message = next(iter(errors.items()))
         raise ValidationFailed(message, field=field, errors=[{"field": k, "message": v} for k, v in errors.items()])
-    return service.csv_response(p.db_context(), p.organization_id, values, _given(values))
+    async with read_transaction(p.db_context()) as db:  # the list's rows: the same lookup
+        wanted, _ = await _resolve(db, p.organization_id, values)
+    if wanted is None:  # nothing matches: the header row alone
+        wanted = {**values, "q": None, "customer_id": []}
+    return service.csv_response(p.db_context(), p.organization_id, wanted, _given(values))
 
 
 # ------------------------------------------------------------------------------------------------
