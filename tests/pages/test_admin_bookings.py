@@ -4,6 +4,7 @@ what, and the live event stream on a real server."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
@@ -468,3 +469,52 @@ async def test_the_event_stream_tells_the_dashboard_of_bookings_and_check_ins(cl
                 assert await stream.events_within(0.3) == []
             finally:
                 await stream.close()
+
+
+async def test_check_ins_reach_staff_streams_only_never_the_public_ones(client, tenant, settings):
+    from bookingtms.realtime.hub import Hub
+
+    activity = await make_activity(client, tenant)
+    session = await future_session(client, tenant, activity)
+    booking = await book(client, tenant, session["id"])
+    hub = Hub(settings)
+    await hub.start()
+    try:
+        org, venue = uuid.UUID(tenant.organization_id), uuid.UUID(tenant.venue_id)
+        public, staff = hub.subscribe(org, venue), hub.subscribe(org, None)
+        assert hub.open_streams == 2  # a staff stream counts against the same limit
+        checked = await client.post(f"/v1/bookings/{booking['id']}/check-in", headers=tenant.headers)
+        assert checked.status_code == 200
+        event = await asyncio.wait_for(staff.queue.get(), 5)
+        assert b"event: booking" in event and booking["id"].encode() in event
+        held = await client.post(f"/v1/public/venues/{tenant.embed_key}/reservations", json={
+            "session_id": session["id"], "spots": 1, "customer_email": "x@example.com"})
+        assert held.status_code == 201
+        event = await asyncio.wait_for(staff.queue.get(), 5)
+        assert b"event: availability" in event and tenant.venue_id.encode() in event
+        # The public stream heard the capacity change only: no booking ids, no check-ins.
+        heard = await asyncio.wait_for(public.queue.get(), 5)
+        assert b"event: availability" in heard and tenant.venue_id.encode() not in heard
+        assert public.queue.empty()
+        hub.unsubscribe(public)
+        hub.unsubscribe(staff)
+        assert hub.open_streams == 0
+    finally:
+        await hub.stop()
+
+
+async def test_odd_links_get_a_clear_page_never_a_500(app, tenant):
+    from bookingtms.http.pagination import encode_cursor
+
+    tampered = encode_cursor(["not-a-time", "not-an-id"])
+    async with await signed_in(app, tenant.owner_email) as browser:
+        for url, status in (("/admin?date=2026-13-40", 422), ("/admin?venue=nope", 200),
+                            ("/admin/bookings?cursor=%%%", 422), (f"/admin/bookings?cursor={tampered}", 422),
+                            ("/admin/bookings?venue=nope&activity=also-nope", 422),
+                            ("/admin/bookings?from=2026-05-02&to=2026-05-01", 422),
+                            ("/admin/bookings/export.csv?from=soon", 422), ("/admin/customers?cursor=zz", 422),
+                            (f"/admin/customers/{uuid.uuid4()}", 404), ("/admin/customers/x", 404),
+                            ("/admin/bookings/new?date=someday&venue=nope", 200)):
+            page = await browser.get(url)
+            assert page.status_code == status, (url, page.status_code)
+            assert page.headers["content-type"].startswith("text/html"), url
