@@ -308,8 +308,8 @@
     state.year += Math.floor((month - 1) / 12);
     state.month = ((month - 1) % 12 + 12) % 12 + 1;
     state.sessions = new Map();
+    loadMonth(false);  // marks the month as loading before it is drawn
     renderDays();
-    loadMonth(false);
   }
 
   function loadMonth(advanceIfEmpty, tries) {
@@ -365,7 +365,12 @@
     if (!list) { return; }
     var focused = document.activeElement && document.activeElement.getAttribute("data-day");
     document.getElementById("w-month-label").textContent = monthLabel(state.year, state.month);
-    document.getElementById("w-prev").disabled = isCurrentMonth();
+    var prev = document.getElementById("w-prev");
+    prev.disabled = isCurrentMonth();
+    if (prev.disabled && document.activeElement === prev) { document.getElementById("w-next").focus(); }
+    if (prev.disabled && !sections.date.hidden && document.activeElement === document.body) {
+      document.getElementById("w-next").focus();  // the button just pressed went away under the keyboard
+    }
     var open = state.loading ? {} : daysWithSpace();
     var today = localDay(Date.now());
     clear(list);
