@@ -149,6 +149,7 @@ async def test_stripe_sends_the_customer_back_to_their_booking_page(client, tena
     waiting = await client.get(f"{back.path}?{back.query}")
     assert waiting.status_code == 200, waiting.text
     assert "We are confirming your payment" in waiting.text  # the webhook has not arrived yet
+    assert '<meta http-equiv="refresh" content="5">' in waiting.text  # and looks again by itself
 
     cancelled = urlsplit(sent["cancel_url"])
     page = await client.get(f"{cancelled.path}?{cancelled.query}")
@@ -159,4 +160,5 @@ async def test_stripe_sends_the_customer_back_to_their_booking_page(client, tena
     assert (await post_event(client, payload)).status_code == 200
     paid = await client.get(f"{back.path}?{back.query}")
     assert "your payment was received and your booking is confirmed" in paid.text
+    assert 'http-equiv="refresh"' not in paid.text
     assert "Paid" in paid.text
