@@ -50,7 +50,12 @@ async def test_two_customers_race_for_the_last_spot(client, tenant, live_server,
                                              open_time(new_page, url, start, "ben@example.com"),
                                              open_time(new_page, url, start, None))
     buttons = [p.get_by_role("button", name="Hold these spots") for p in (ana, ben)]
-    await asyncio.gather(*(b.click() for b in buttons))
+    for button in buttons:
+        await expect(button).to_be_enabled()
+    # Both press at the same moment (a click each, dispatched together: no actionability waits
+    # between them that could let the first hold's live update reach the second page before it
+    # presses). The loser's SOLD_OUT message below is the API's 409 answer to its own request.
+    await asyncio.gather(*(b.evaluate("button => button.click()") for b in buttons))
 
     held = [p for p in (ana, ben) if await _outcome(p) == "held"]
     lost = [p for p in (ana, ben) if p not in held]
