@@ -264,5 +264,6 @@ async def test_repeated_failed_lookups_are_slowed_down(client, tenant, pages):
         limited = await pages.post("/my-booking", {"reference": "ZZZZZ-ZZZZZ", "email": "guess@example.com"})
         assert limited.status_code == 429 and "Too many attempts" in limited.text
         assert int(limited.headers["retry-after"]) > 0
+        assert 0 < await cache.get_redis().ttl("bookingtms:portal-lookup:127.0.0.1") <= 600  # it ends
     finally:
         await clear_lookup_failures()

@@ -162,7 +162,9 @@ async def _count_failure(request: Request) -> None:
         redis = cache.get_redis()
         key = _lookup_key(request)
         count = await redis.incr(key)
-        if count == 1:
+        # The window starts at the first failure; a key left without one (an EXPIRE lost
+        # after its INCR) gets one now, so no address stays locked out for good.
+        if count == 1 or await redis.ttl(key) < 0:
             await redis.expire(key, LOOKUP_WINDOW_SECONDS)
     except Exception:  # noqa: BLE001
         log.warning("portal_lookup_limit_unavailable")
