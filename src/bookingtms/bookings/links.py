@@ -61,6 +61,8 @@ def read_token(token: str) -> tuple[uuid.UUID, uuid.UUID, bytes] | None:
         return None
     if len(raw) != 32 or len(signature) != _SIGNATURE_BYTES:
         return None
+    if _b64(raw) != ids or _b64(signature) != sig:  # one spelling per token (no stray or padding bits)
+        return None
     return uuid.UUID(bytes=raw[:16]), uuid.UUID(bytes=raw[16:]), signature
 
 
