@@ -1,7 +1,8 @@
 """A customer books through the widget pasted into a business's own site (another origin), in
 Chromium: activity, day, time and party size (by keyboard), the hold's countdown, a validation error
 fixed, offline payment, the confirmation; the booking is then in the database and its page opens
-from the confirmation. A second run at 375 px wide."""
+from the confirmation. A second run at 375 px wide; a third releases a hold with "Change time",
+lets one run out (410) and meets a suspended business (403)."""
 
 from __future__ import annotations
 
@@ -174,7 +175,7 @@ async def test_widget_fits_a_375_px_phone(client, tenant, live_server, host_site
     await screenshot(page, "widget-mobile")
 
 
-async def test_expired_hold_and_suspended_business_are_told_in_plain_words(client, tenant, platform_admin, live_server,
+async def test_change_time_expired_hold_and_suspended_business(client, tenant, platform_admin, live_server,
                                                                          new_page, owner_engine):
     activity = await make_activity(client, tenant, capacity=5, price_amount=1000)
     session = await future_session(client, tenant, activity, days_ahead=2)
@@ -188,10 +189,22 @@ async def test_expired_hold_and_suspended_business_are_told_in_plain_words(clien
     await page.get_by_role("button", name="Hold these spots").click()
     await expect(page.locator("#h-details")).to_be_focused()
 
+    # "Change time" gives the spots back at once and returns to the times.
+    await page.get_by_role("button", name="Change time").click()
+    await expect(page.locator("#h-time")).to_be_focused()
+    await expect(page.get_by_role("alert")).to_have_text("Your spots were released. Choose another time.")
+    await expect(page.get_by_role("button", name=f"{start:%H:%M}, 5 spots left")).to_be_enabled()
+    with owner_engine.connect() as conn:
+        assert conn.execute(text("SELECT status FROM slot_reservations WHERE session_id = :s"),
+                            {"s": session["id"]}).scalars().all() == ["released"]
+    await page.get_by_role("button", name=f"{start:%H:%M}, 5 spots left").click()
+    await page.get_by_role("button", name="Hold these spots").click()
+    await expect(page.locator("#h-details")).to_be_focused()
+
     # The hold runs out before the customer sends the form (410 reservation_expired).
     with owner_engine.begin() as conn:
         conn.execute(text("UPDATE slot_reservations SET expires_at = now() - interval '1 second' "
-                          "WHERE session_id = :s"), {"s": session["id"]})
+                          "WHERE session_id = :s AND status = 'held'"), {"s": session["id"]})
     await page.get_by_label("First name").fill("Lee")
     await page.get_by_label("Last name").fill("Late")
     await page.get_by_role("button", name="Confirm booking").click()
