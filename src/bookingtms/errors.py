@@ -85,7 +85,7 @@ class ServiceUnavailable(AppError):
 _page_error = None  # set by install_error_handlers: renders errors on HTML pages (web/errors.py)
 
 
-def _problem_response(error: AppError, request):
+def error_response(error: AppError, request):
     from bookingtms.http.responses import ProblemResponse
 
     if _page_error is not None:
@@ -142,10 +142,10 @@ def install_error_handlers(app, page_error=None) -> None:
     _page_error = page_error
 
     async def app_error(request, exc: AppError):
-        return _problem_response(exc, request)
+        return error_response(exc, request)
 
     async def validation_error(request, exc: RequestValidationError):
-        return _problem_response(_from_validation(exc), request)
+        return error_response(_from_validation(exc), request)
 
     async def http_error(request, exc: HTTPException):
         codes = {400: ("malformed_json", "Bad request"),  # Starlette's only 400: a body it cannot parse
@@ -154,24 +154,24 @@ def install_error_handlers(app, page_error=None) -> None:
         err = AppError(str(exc.detail) if exc.detail else title, code=code, status=exc.status_code,
                        headers=dict(exc.headers or {}))
         err.title = title
-        return _problem_response(err, request)
+        return error_response(err, request)
 
     async def database_error(request, exc: DBAPIError):
         try:
-            return _problem_response(_from_database(exc), request)
+            return error_response(_from_database(exc), request)
         except DBAPIError:
             return await unexpected(request, exc)
 
     async def overloaded(request, exc):
         log.warning("database_unavailable", error=type(exc).__name__)
-        return _problem_response(ServiceUnavailable("The service is busy; please retry shortly.", code="unavailable",
+        return error_response(ServiceUnavailable("The service is busy; please retry shortly.", code="unavailable",
                                                     headers={"Retry-After": "2"}), request)
 
     async def unexpected(request, exc: Exception):
         log.exception("unhandled_error", path=request.url.path)
         err = AppError("Something went wrong on our side; it has been logged.", code="internal_error", status=500)
         err.title = "Internal error"
-        return _problem_response(err, request)
+        return error_response(err, request)
 
     app.add_exception_handler(AppError, app_error)
     app.add_exception_handler(RequestValidationError, validation_error)

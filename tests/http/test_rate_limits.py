@@ -199,3 +199,30 @@ async def test_limits_off(live_server_factory, tenant, http):
         response = await http.get(f"{server.url}/v1/public/venues/{tenant.embed_key}", headers=from_ip(ip))
         assert response.status_code == 200
         assert "RateLimit-Limit" not in response.headers
+
+
+async def test_pages_count_per_signed_in_user_files_not_at_all_and_refusals_are_readable(servers, tenant, http):
+    from tests.factories import PASSWORD
+    from tests.pages.helpers import PageClient
+
+    ip = fresh_ip()
+    base = servers[0].url
+    # Staff behind one front-desk address: a signed-in page counts against its user, not the address.
+    async with PageClient(base_url=base) as owner:
+        owner.http.headers["X-Forwarded-For"] = ip
+        await owner.sign_in(tenant.owner_email, PASSWORD)
+        for _ in range(PUBLIC + 2):  # past the address's widget budget, within the user's
+            page = await owner.get("/admin/customers")
+            assert page.status_code == 200, page.status_code
+            assert page.headers["RateLimit-Limit"] == str(AUTHENTICATED)
+    # Files are never counted: the pages' CSS/JS, the loader, pictures.
+    for path in ("/static/css/app.css", "/widget.js") * (PUBLIC + 1):
+        response = await http.get(base + path, headers=from_ip(ip))
+        assert response.status_code == 200 and "RateLimit-Limit" not in response.headers, path
+    # Anonymous pages share the address's public budget; a refusal there is a page, not JSON.
+    other = fresh_ip()
+    for _ in range(PUBLIC):
+        await http.get(f"{base}/widget/{tenant.embed_key}", headers=from_ip(other))
+    refused = await http.get(f"{base}/widget/{tenant.embed_key}", headers=from_ip(other))
+    assert refused.status_code == 429 and refused.headers["content-type"].startswith("text/html")
+    assert "Too many requests" in refused.text and int(refused.headers["Retry-After"]) >= 1

@@ -20,6 +20,7 @@ from bookingtms.config import get_settings
 
 ALGORITHM = "HS256"
 REFRESH_TTL_SECONDS = 7 * 24 * 3600
+ACCESS_COOKIE = "btms_access"  # a signed-in page's access token (web/session.py)
 
 
 def issue_access_token(*, user_id: uuid.UUID, email: str, role: str, organization_id: uuid.UUID | None,

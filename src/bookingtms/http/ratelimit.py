@@ -19,7 +19,9 @@ Who is counted, decided cheaply before any route runs:
 
 Every limited response carries `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset`
 (seconds) and `RateLimit-Policy`; a refusal is 429 problem+json `rate_limited` with `Retry-After`.
-`/healthz`, `/readyz`, `/metrics`, `/docs`, `/redoc` and `/openapi.json` are never limited.
+`/healthz`, `/readyz`, `/metrics`, `/docs`, `/redoc`, `/openapi.json` and files (`/static/`,
+`/media/`, `/widget.js`) are never limited. A signed-in page counts against its user's budget (its
+session cookie), like a bearer token; a refusal on a page is an HTML page (errors.error_response).
 
 If Redis cannot be reached the middleware fails OPEN: the request is served unlimited and a
 warning `rate_limits_unavailable` is logged; Redis is then left alone for `OUTAGE_BACKOFF_SECONDS`
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import math
 import time
+from http.cookies import CookieError, SimpleCookie
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -44,7 +47,7 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
-from bookingtms.auth.tokens import decode_access_token
+from bookingtms.auth.tokens import ACCESS_COOKIE, decode_access_token
 from bookingtms.config import Settings, get_settings
 from bookingtms.errors import AppError
 from bookingtms.http import request_context
@@ -71,7 +74,9 @@ RATE_LIMITS: dict[str, Tier] = {
 }
 
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc",
-                          "/openapi.json"})
+                          "/openapi.json", "/widget.js"})
+# Files: the pages' CSS/JS and pictures, served without a database and cached by browsers for a year.
+EXEMPT_PREFIXES = ("/static/", "/media/")
 PUBLIC_PREFIX = "/v1/public/"
 WEBHOOK_PREFIX = "/v1/webhooks/"
 API_KEY_PREFIX = "btms_"
@@ -110,12 +115,27 @@ class Caller:
 
 
 def _bearer(scope) -> str | None:
+    """The caller's token: the Authorization header, else a signed-in page's session cookie (staff
+    at one front desk share an address, not a budget)."""
+    cookie_header = None
     for name, value in scope["headers"]:
         if name == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")
             token = token.strip()
             return token if scheme.lower() == "bearer" and token else None
+        if name == b"cookie":
+            cookie_header = value.decode("latin-1")
+    if cookie_header and not scope["path"].startswith(PUBLIC_PREFIX):
+        return _cookie_value(cookie_header, ACCESS_COOKIE)
     return None
+
+
+def _cookie_value(header: str, name: str) -> str | None:
+    try:
+        jar = SimpleCookie(header)
+    except CookieError:
+        return None
+    return jar[name].value if name in jar and jar[name].value else None
 
 
 async def _live_api_key_prefix(token: str) -> str | None:
@@ -201,7 +221,8 @@ class RateLimitMiddleware:
         return allowed, max(0, stats.remaining), stats.reset_time
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or not self.enabled or scope["path"] in EXEMPT_PATHS:
+        if (scope["type"] != "http" or not self.enabled or scope["path"] in EXEMPT_PATHS
+                or scope["path"].startswith(EXEMPT_PREFIXES)):
             return await self.app(scope, receive, send)
         path = scope["path"]
         ip = scope.get("state", {}).get("client_ip")
@@ -225,10 +246,11 @@ class RateLimitMiddleware:
                 f"{_COUNTED_AS[caller.key.partition(':')[0]]}. Retry in {retry_after} seconds.",
                 headers={**headers, "Retry-After": str(retry_after)},
                 limit=item.amount, window_seconds=window, retry_after=retry_after)
-            from bookingtms.http.responses import ProblemResponse
+            from starlette.requests import Request
 
-            response = ProblemResponse(error.to_problem(path), status_code=error.status, headers=error.headers)
-            return await response(scope, receive, send)
+            from bookingtms.errors import error_response
+
+            return await error_response(error, Request(scope))(scope, receive, send)
 
         raw = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
 

@@ -22,11 +22,11 @@ from urllib.parse import quote, unquote
 from fastapi import Depends, Request
 from starlette.responses import Response
 
+from bookingtms.auth.tokens import ACCESS_COOKIE
 from bookingtms.config import get_settings
 from bookingtms.errors import AppError, Forbidden, Unauthorized
-from bookingtms.http.principal import Principal, _from_jwt
+from bookingtms.http.principal import Principal, _from_jwt, ensure_permission, ensure_platform
 
-ACCESS_COOKIE = "btms_access"
 REFRESH_COOKIE = "btms_refresh"
 CSRF_COOKIE = "btms_csrf"
 CSRF_FIELD = "csrf_token"
@@ -221,13 +221,8 @@ def require_page(permission: str):
     """The page counterpart of http.principal.require: a member of an organization holding `permission`."""
 
     async def check(principal: Principal = Depends(page_user)) -> Principal:
-        if principal.organization_id is None:
-            raise Forbidden("The staff dashboard is for members of an organization; the platform team uses "
-                            "/platform.", code="organization_required")
-        if permission not in principal.permissions:
-            raise Forbidden(f"Your role ({principal.role}) lacks the permission '{permission}'.",
-                            code="permission_denied", permission=permission)
-        return principal
+        return ensure_permission(principal, permission, "The staff dashboard is for members of an organization; "
+                                                        "the platform team uses /platform.")
 
     return check
 
@@ -236,10 +231,7 @@ def require_platform_page(permission: str):
     """The page counterpart of http.principal.require_platform."""
 
     async def check(principal: Principal = Depends(page_user)) -> Principal:
-        if not principal.is_platform or permission not in principal.permissions:
-            raise Forbidden(f"Only the platform team may do this ('{permission}').", code="permission_denied",
-                            permission=permission)
-        return principal
+        return ensure_platform(principal, permission)
 
     return check
 
