@@ -14,6 +14,8 @@ import hmac
 import uuid
 
 from bookingtms.config import get_settings
+from bookingtms.db.engine import DbContext, get_engine, tenant_transaction
+from bookingtms.errors import NotFound
 
 _SIGNATURE_BYTES = 16  # 128 bits: unguessable, and keeps the link short
 PORTAL_PATH = "/my-booking"
@@ -68,3 +70,19 @@ def read_token(token: str) -> tuple[uuid.UUID, uuid.UUID, bytes] | None:
 
 def signature_matches(org_id: uuid.UUID, booking_id: uuid.UUID, email: str, signature: bytes) -> bool:
     return hmac.compare_digest(_signature(org_id, booking_id, email), signature)
+
+
+async def find_customer_booking(reference: str, email: str) -> tuple[uuid.UUID, dict]:
+    """The organization and booking with this reference whose customer has this email (the public
+    API's lookup and the portal's). A wrong email looks exactly like an unknown reference."""
+    from bookingtms.bookings import service
+
+    async with get_engine().connect() as conn:
+        org_ids = await service.organizations_for_reference(conn, reference)
+    for org_id in org_ids:
+        async with tenant_transaction(DbContext(organization_id=org_id)) as db:
+            try:
+                return org_id, await service.get_by_reference(db, org_id, reference, email)
+            except NotFound:
+                continue
+    raise NotFound("No booking has this reference and email.", code="booking_not_found")

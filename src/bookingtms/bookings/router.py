@@ -8,10 +8,9 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
 
 from bookingtms.audit.service import changed, diff, record, record_alone
-from bookingtms.bookings import service
+from bookingtms.bookings import links, service
 from bookingtms.bookings.schemas import CustomerCancel, StaffBookingCreate, StaffCancel
-from bookingtms.db.engine import DbContext, get_engine, read_transaction, tenant_transaction
-from bookingtms.errors import NotFound
+from bookingtms.db.engine import DbContext, read_transaction, tenant_transaction
 from bookingtms.http.idempotency import IdempotencyKey, idempotent
 from bookingtms.http.pagination import PageParams
 from bookingtms.http.principal import Principal, require
@@ -123,30 +122,16 @@ async def check_in(booking_id: uuid.UUID, p: Principal = Depends(require("bookin
         return booking
 
 
-async def _customer_booking_org(reference: str, email: str) -> tuple[uuid.UUID, dict]:
-    """The organization whose booking has this reference and this customer email. A wrong email
-    looks exactly like an unknown reference."""
-    async with get_engine().connect() as conn:
-        org_ids = await service.organizations_for_reference(conn, reference)
-    for org_id in org_ids:
-        async with tenant_transaction(DbContext(organization_id=org_id)) as db:
-            try:
-                return org_id, await service.get_by_reference(db, org_id, reference, email)
-            except NotFound:
-                continue
-    raise NotFound("No booking has this reference and email.", code="booking_not_found")
-
-
 # On the primary: customers look their booking up right after checkout or cancelling it.
 @public_router.get("/{reference}")
 async def public_booking(reference: str = Reference, email: str = Query(min_length=3, max_length=320)):
-    _, booking = await _customer_booking_org(reference, email)
+    _, booking = await links.find_customer_booking(reference, email)
     return {k: booking[k] for k in PUBLIC_FIELDS}
 
 
 @public_router.post("/{reference}/cancel")
 async def public_cancel(body: CustomerCancel, reference: str = Reference):
-    org_id, booking = await _customer_booking_org(reference, body.email)
+    org_id, booking = await links.find_customer_booking(reference, body.email)
     async with tenant_transaction(DbContext(organization_id=org_id)) as db:
         cancelled = await service.cancel_booking(db, org_id, booking["id"], cancelled_by="customer",
                                                  forbid_after_start=True)

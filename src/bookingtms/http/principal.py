@@ -142,18 +142,33 @@ async def current_principal(principal: Principal = Depends(authenticate)) -> Pri
     return principal
 
 
+def ensure_permission(principal: Principal, permission: str,
+                      outside_organization: str = "This endpoint acts within an organization; platform accounts "
+                                                  "need an access grant and X-Organization-Id.") -> Principal:
+    """The check behind `require` (and the pages' require_page): a member of an organization holding
+    `permission`."""
+    if principal.organization_id is None:
+        raise Forbidden(outside_organization, code="organization_required")
+    if permission not in principal.permissions:
+        raise Forbidden(f"Your role ({principal.role}) lacks the permission '{permission}'.",
+                        code="permission_denied", permission=permission)
+    return principal
+
+
+def ensure_platform(principal: Principal, permission: str) -> Principal:
+    """The check behind `require_platform`: a member of the platform team holding `permission`."""
+    if not principal.is_platform or permission not in principal.permissions:
+        raise Forbidden(f"Only the platform team may do this ('{permission}').", code="permission_denied",
+                        permission=permission)
+    return principal
+
+
 def require(permission: str):
     """Dependency: a member of an organization (or an API key, or a platform admin under a
     grant) holding `permission`."""
 
     async def check(principal: Principal = Depends(current_principal)) -> Principal:
-        if principal.organization_id is None:
-            raise Forbidden("This endpoint acts within an organization; platform accounts need an access grant "
-                            "and X-Organization-Id.", code="organization_required")
-        if permission not in principal.permissions:
-            raise Forbidden(f"Your role ({principal.role}) lacks the permission '{permission}'.",
-                            code="permission_denied", permission=permission)
-        return principal
+        return ensure_permission(principal, permission)
 
     return check
 
@@ -162,9 +177,6 @@ def require_platform(permission: str):
     """Dependency: a member of the platform team holding `permission`."""
 
     async def check(principal: Principal = Depends(current_principal)) -> Principal:
-        if not principal.is_platform or permission not in principal.permissions:
-            raise Forbidden(f"Only the platform team may do this ('{permission}').", code="permission_denied",
-                            permission=permission)
-        return principal
+        return ensure_platform(principal, permission)
 
     return check

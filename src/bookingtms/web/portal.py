@@ -22,7 +22,7 @@ from bookingtms import cache
 from bookingtms.bookings import links
 from bookingtms.bookings import service as bookings_service
 from bookingtms.calendars.ics import booking_calendar
-from bookingtms.db.engine import DbContext, get_engine, tenant_transaction
+from bookingtms.db.engine import DbContext, tenant_transaction
 from bookingtms.errors import AppError, Conflict, NotFound
 from bookingtms.notifications.render import money
 from bookingtms.venues import service as venues_service
@@ -170,20 +170,6 @@ async def _count_failure(request: Request) -> None:
         log.warning("portal_lookup_limit_unavailable")
 
 
-async def _find(reference: str, email: str) -> tuple[uuid.UUID, dict] | None:
-    """The booking with this reference whose customer has this email (the public API's search:
-    organizations_for_reference, then each one's booking with that email)."""
-    async with get_engine().connect() as conn:
-        org_ids = await bookings_service.organizations_for_reference(conn, reference)
-    for org_id in org_ids:
-        async with tenant_transaction(DbContext(organization_id=org_id)) as db:
-            try:
-                return org_id, await bookings_service.get_by_reference(db, org_id, reference, email)
-            except NotFound:
-                continue
-    return None
-
-
 def _lookup_form(request: Request, *, status: int = 200, reference: str = "", email: str = "",
                  errors: dict | None = None, error: str | None = None, headers: dict | None = None) -> Response:
     return render(request, "portal/lookup.html", status=status, headers={**ROBOTS, **(headers or {})},
@@ -216,7 +202,7 @@ async def lookup(request: Request):
                             error="Too many attempts from your network. Please wait a few minutes and try again.",
                             headers={"Retry-After": str(LOOKUP_WINDOW_SECONDS)})
     try:
-        found = await _find(reference, email)
+        found = await links.find_customer_booking(reference, email)
     except AppError:
         found = None
     if found is None:
