@@ -4,6 +4,8 @@ own box). Writes the screenshots of the pages the other browser tests do not vis
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import pytest
 from playwright.async_api import expect
 
@@ -15,7 +17,7 @@ pytestmark = pytest.mark.xdist_group("browser")
 PAGES = [  # path, the page's heading, a screenshot name
     ("/admin/calendar?view=week", "Calendar", "admin-calendar"),
     ("/admin/activities", "Activities", None),
-    ("/admin/stats", "Statistics", "admin-stats"),
+    ("/admin/stats?from={today}&to={in_two_weeks}", "Statistics", "admin-stats"),
     ("/admin/customers", "Customers", None),
     ("/admin/settings", "Settings", "admin-settings"),
     ("/admin/staff", "Staff", None),
@@ -36,7 +38,9 @@ async def test_dashboard_pages_fit_a_desk_and_a_phone(new_page, live_server, cli
         await page.get_by_label("Password").fill(PASSWORD)
         await page.get_by_role("button", name="Sign in").click()
         await expect(page).to_have_url(f"{live_server.url}/admin")
+        today = date.today()
         for path, heading, shot in PAGES:
+            path = path.format(today=today, in_two_weeks=today + timedelta(days=14))
             await page.goto(f"{live_server.url}{path}")
             await expect(page.get_by_role("heading", level=1)).to_contain_text(heading)
             overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")

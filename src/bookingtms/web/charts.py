@@ -42,9 +42,10 @@ def _empty(title: str, css: str) -> Markup:
 
 
 def _value_axis(top_value: float, fmt: Callable[[float], str]) -> list[str]:
-    """Grid lines and labels at 0, half and the top of the scale."""
+    """Grid lines and labels at 0, half and the top of the scale (no half line under a top of 1: a
+    count of 0.5 bookings means nothing)."""
     out = []
-    for fraction in (0, 0.5, 1):
+    for fraction in ((0, 1) if top_value == 1 else (0, 0.5, 1)):
         y = TOP + PLOT_H * (1 - fraction)
         out.append(f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{_num(y)}" y2="{_num(y)}" '
                    f'stroke="#e6e9ee"/>')
