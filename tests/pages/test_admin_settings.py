@@ -148,9 +148,16 @@ async def test_api_key_secret_shown_once_works_then_revoked(app, client, tenant,
         assert not all_rows(owner_engine, "SELECT 1 FROM api_keys WHERE organization_id = :o",
                             o=tenant.organization_id)
 
-        created = await pc.post("/admin/api-keys", {"name": "Website sync",
-                                                    "permissions": ["bookings.view", "venues.view"]})
+        form_key = re.search(r'name="form_key" value="([0-9a-f]{32})"', page.text).group(1)
+        sent = {"name": "Website sync", "permissions": ["bookings.view", "venues.view"], "form_key": form_key}
+        created = await pc.post("/admin/api-keys", sent)
         assert created.status_code == 201 and "shown only once" in created.text
+        # Reloading that page sends the same form again: no second key, no secret.
+        again = await pc.post("/admin/api-keys", sent)
+        assert again.status_code == 303 and not SECRET.search(again.text)
+        assert "already sent" in (await pc.get("/admin/api-keys")).text
+        assert len(all_rows(owner_engine, "SELECT 1 FROM api_keys WHERE organization_id = :o",
+                            o=tenant.organization_id)) == 1
         assert created.headers["cache-control"] == "no-store"
         assert_unique_ids(created.text)
         secret = SECRET.search(created.text).group(0)

@@ -8,6 +8,8 @@ the status the service gave), and nothing is written."""
 
 from __future__ import annotations
 
+import secrets
+
 import uuid
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -22,6 +24,7 @@ from starlette.responses import RedirectResponse
 
 from bookingtms.activities import service as activities_service
 from bookingtms.activities.schemas import ActivityUpdate, CancellationPolicy
+from bookingtms import cache
 from bookingtms.api_keys import service as api_keys_service
 from bookingtms.api_keys.schemas import ApiKeyCreate
 from bookingtms.audit.service import changed, diff, lock_target, record
@@ -224,10 +227,36 @@ async def _api_keys_page(request: Request, p: Principal, cursor: str | None = No
     async with read_transaction(p.db_context()) as db:
         result = await api_keys_service.list_keys(db, p.organization_id, PAGE_SIZE, _after(cursor))
         tz = await org_timezone(db, p.organization_id)
-    return render(request, "admin/api_keys.html", status=status, keys=result["items"],
+    # A fresh key per form shown: the same form sent twice (a reload of the page showing the
+    # secret) creates one key, not two.
+    form_key = (values or {}).get("form_key") or secrets.token_hex(16)
+    return render(request, "admin/api_keys.html", status=status, keys=result["items"], form_key=form_key,
                   next_cursor=result["next_cursor"], tz=tz, created=created, permissions=grantable_permissions(p),
                   values=values or {"name": "", "permissions": [], "expires_on": ""}, errors=errors or {},
                   today=datetime.now(ZoneInfo(tz)).date().isoformat())
+
+
+def _sending_key(p: Principal, form_key: str) -> str:
+    return f"bookingtms:form-sent:{p.user_id}:{form_key}"
+
+
+async def _first_sending(p: Principal, form_key: str) -> bool:
+    """True the first time this user sends the form `form_key` (kept an hour; no key or no Redis: True)."""
+    if not form_key:
+        return True
+    try:
+        return bool(await cache.get_redis().set(_sending_key(p, form_key), "1", nx=True, ex=3600))
+    except Exception:  # noqa: BLE001 - Redis away: create, as without the guard
+        return True
+
+
+async def _forget_sending(p: Principal, form_key: str) -> None:
+    """The form was refused: sending it again (corrected) must work."""
+    if form_key:
+        try:
+            await cache.get_redis().delete(_sending_key(p, form_key))
+        except Exception:  # noqa: BLE001
+            pass
 
 
 @router.get("/admin/api-keys")
@@ -240,7 +269,7 @@ async def api_keys_list(request: Request, cursor: str | None = None,
 async def api_key_create(request: Request, p: Principal = Depends(require_page("api_keys.manage"))):
     form = await form_data(request)
     values = {"name": form.text("name", max_length=300), "permissions": form.all("permissions"),
-              "expires_on": form.text("expires_on")}
+              "expires_on": form.text("expires_on"), "form_key": form.text("form_key", max_length=64)}
     errors: dict[str, str] = {}
     expires_at = None
     async with read_transaction(p.db_context()) as db:
@@ -262,12 +291,16 @@ async def api_key_create(request: Request, p: Principal = Depends(require_page("
         errors = {**pydantic_errors(exc), **errors}
     if errors:
         return await _api_keys_page(request, p, values=values, errors=errors, status=422)
+    if not await _first_sending(p, values["form_key"]):
+        return redirect(request, "/admin/api-keys",
+                        flash="That form was already sent: the key exists, and its secret was shown only once.")
     try:
         async with tenant_transaction(p.db_context()) as db:
             created = await api_keys_service.create_key(db, p.organization_id, p.user_id, p.permissions, data)
             await record(db, "api_key.created", organization_id=p.organization_id, target_type="api_key",
                          target_id=created["id"], changes={"name": data.name, "permissions": created["permissions"]})
     except AppError as error:
+        await _forget_sending(p, values["form_key"])
         field = "permissions" if error.code == "permission_denied" else error_field(error)
         return await _api_keys_page(request, p, values=values, errors={field: error.detail}, status=error.status)
     # The secret is on this answer only (no-store): it is kept as a hash and never shown again.
