@@ -15,4 +15,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    raise NotImplementedError("0006 is forward-only")
+    from alembic import op
+
+    op.execute("""
+        DROP TRIGGER IF EXISTS activity_sessions_notify_update ON activity_sessions;
+        DROP TRIGGER IF EXISTS activity_sessions_notify ON activity_sessions;
+        DROP FUNCTION IF EXISTS notify_session_availability();
+    """)

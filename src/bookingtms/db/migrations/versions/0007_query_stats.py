@@ -15,4 +15,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    raise NotImplementedError("0007 is forward-only")
+    from alembic import op
+
+    # The functions, with their grants. pg_stat_statements stays: the upgrade only created it IF NOT
+    # EXISTS (a DBA or a monitoring tool may have created it before, and nothing records which), and
+    # dropping it would take the view away from whatever else reads it.
+    op.execute("""
+        DROP FUNCTION IF EXISTS job_lag();
+        DROP FUNCTION IF EXISTS query_stats(integer, text);
+    """)

@@ -2,7 +2,7 @@
 
 Revision ID: 0008
 """
-from bookingtms.db.migrations.run_sql import run_sql_file
+from bookingtms.db.migrations.run_sql import SQL_DIR, run_sql_file
 
 revision = "0008"
 down_revision = "0007"
@@ -14,5 +14,17 @@ def upgrade() -> None:
     run_sql_file("0008_query_stats_roles.sql")
 
 
+def _query_stats_of_0007() -> str:
+    """0007's CREATE FUNCTION query_stats(...) ... $$; as written in its SQL file, as CREATE OR REPLACE."""
+    sql = (SQL_DIR / "0007_query_stats.sql").read_text()
+    start = sql.index("CREATE FUNCTION query_stats(p_limit integer, p_order text)")
+    end = sql.index("\n$$;\n", start) + len("\n$$;")
+    return "CREATE OR REPLACE " + sql[start + len("CREATE "):end]
+
+
 def downgrade() -> None:
-    raise NotImplementedError("0008 is forward-only")
+    from alembic import op
+
+    # Back to 0007's definition (role statements shown again). CREATE OR REPLACE keeps the
+    # function's owner and grants, as the upgrade did.
+    op.execute(_query_stats_of_0007())
