@@ -15,7 +15,7 @@ from tests.factories import PASSWORD, book, future_session, make_activity, make_
 pytestmark = pytest.mark.xdist_group("browser")
 
 PAGES = [  # path, the page's heading, a screenshot name
-    ("/admin/calendar?view=week", "Calendar", "admin-calendar"),
+    ("/admin/calendar?view=week&date={booked_day}", "Calendar", "admin-calendar"),
     ("/admin/activities", "Activities", None),
     ("/admin/stats?from={today}&to={in_two_weeks}", "Statistics", "admin-stats"),
     ("/admin/customers", "Customers", None),
@@ -40,7 +40,7 @@ async def test_dashboard_pages_fit_a_desk_and_a_phone(new_page, live_server, cli
         await expect(page).to_have_url(f"{live_server.url}/admin")
         today = date.today()
         for path, heading, shot in PAGES:
-            path = path.format(today=today, in_two_weeks=today + timedelta(days=14))
+            path = path.format(today=today, in_two_weeks=today + timedelta(days=14), booked_day=session["start_time"][:10])
             await page.goto(f"{live_server.url}{path}")
             await expect(page.get_by_role("heading", level=1)).to_contain_text(heading)
             overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
