@@ -301,24 +301,32 @@ async def new_plan(request: Request, p: Principal = Depends(PLANS)):
     return render(request, "platform/plan_form.html", plan=None, values=_plan_values(None), errors={})
 
 
-@router.post("/platform/plans")
-async def create_plan(request: Request, p: Principal = Depends(PLANS)):
-    values, fields, errors = _plan_from_form(await form_data(request))
+async def _save(request: Request, p: Principal, template: str, context: dict[str, Any], errors: dict[str, str],
+                build, write, done_url: str, done_flash):
+    """The plan and flag forms: `build()` the schema from the form, `write(db, data)` it in one
+    transaction and go back to the list, or show the form again with each error at its field."""
     try:
-        data = PlanCreate(**fields)
+        data = build()
     except ValidationError as exc:
         errors = _pydantic_errors(exc) | errors
     if errors:
-        return render(request, "platform/plan_form.html", status=422, plan=None, values=values, errors=errors)
+        return render(request, template, status=422, errors=errors, **context)
     try:
         async with tenant_transaction(p.db_context()) as db:
-            plan = await service.create_plan(db, data)
+            saved = await write(db, data)
     except AppError as error:
-        if error.status >= 500:
+        if error.status == 404 or error.status >= 500:
             raise
-        return render(request, "platform/plan_form.html", status=error.status, plan=None, values=values,
-                      errors=_app_errors(error))
-    return redirect(request, "/platform/plans", flash=f"Plan {plan['name']} created.")
+        return render(request, template, status=error.status, errors=_app_errors(error), **context)
+    return redirect(request, done_url, flash=done_flash(saved))
+
+
+@router.post("/platform/plans")
+async def create_plan(request: Request, p: Principal = Depends(PLANS)):
+    values, fields, errors = _plan_from_form(await form_data(request))
+    return await _save(request, p, "platform/plan_form.html", {"plan": None, "values": values}, errors,
+                       lambda: PlanCreate(**fields), service.create_plan, "/platform/plans",
+                       lambda plan: f"Plan {plan['name']} created.")
 
 
 @router.get("/platform/plans/{plan_id}")
@@ -333,21 +341,9 @@ async def update_plan(request: Request, plan_id: uuid.UUID, p: Principal = Depen
     values, fields, errors = _plan_from_form(await form_data(request))
     async with tenant_transaction(p.db_context()) as db:
         plan = await service.get_plan(db, plan_id)
-    try:
-        data = PlanUpdate(**fields)
-    except ValidationError as exc:
-        errors = _pydantic_errors(exc) | errors
-    if errors:
-        return render(request, "platform/plan_form.html", status=422, plan=plan, values=values, errors=errors)
-    try:
-        async with tenant_transaction(p.db_context()) as db:
-            plan = await service.update_plan(db, plan_id, data)
-    except AppError as error:
-        if error.status == 404 or error.status >= 500:
-            raise
-        return render(request, "platform/plan_form.html", status=error.status, plan=plan, values=values,
-                      errors=_app_errors(error))
-    return redirect(request, "/platform/plans", flash=f"Plan {plan['name']} saved.")
+    return await _save(request, p, "platform/plan_form.html", {"plan": plan, "values": values}, errors,
+                       lambda: PlanUpdate(**fields), lambda db, data: service.update_plan(db, plan_id, data),
+                       "/platform/plans", lambda saved: f"Plan {saved['name']} saved.")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -393,21 +389,9 @@ async def new_flag(request: Request, p: Principal = Depends(FLAGS)):
 @router.post("/platform/feature-flags")
 async def create_flag(request: Request, p: Principal = Depends(FLAGS)):
     values, fields, errors = _flag_from_form(await form_data(request))
-    try:
-        data = FeatureFlagCreate(name=values["name"], **fields)
-    except ValidationError as exc:
-        errors = _pydantic_errors(exc) | errors
-    if errors:
-        return render(request, "platform/flag_form.html", status=422, flag=None, values=values, errors=errors)
-    try:
-        async with tenant_transaction(p.db_context()) as db:
-            flag = await service.create_flag(db, data)
-    except AppError as error:
-        if error.status >= 500:
-            raise
-        return render(request, "platform/flag_form.html", status=error.status, flag=None, values=values,
-                      errors=_app_errors(error))
-    return redirect(request, "/platform/feature-flags", flash=f"Feature flag {flag['name']} created.")
+    return await _save(request, p, "platform/flag_form.html", {"flag": None, "values": values}, errors,
+                       lambda: FeatureFlagCreate(name=values["name"], **fields), service.create_flag,
+                       "/platform/feature-flags", lambda flag: f"Feature flag {flag['name']} created.")
 
 
 @router.get("/platform/feature-flags/{flag_id}")
@@ -423,15 +407,9 @@ async def update_flag(request: Request, flag_id: uuid.UUID, p: Principal = Depen
     async with tenant_transaction(p.db_context()) as db:
         flag = await service.get_flag(db, flag_id)
     values["name"] = flag["name"]  # cannot change
-    try:
-        data = FeatureFlagUpdate(**fields)
-    except ValidationError as exc:
-        errors = _pydantic_errors(exc) | errors
-    if errors:
-        return render(request, "platform/flag_form.html", status=422, flag=flag, values=values, errors=errors)
-    async with tenant_transaction(p.db_context()) as db:
-        flag = await service.update_flag(db, flag_id, data)
-    return redirect(request, "/platform/feature-flags", flash=f"Feature flag {flag['name']} saved.")
+    return await _save(request, p, "platform/flag_form.html", {"flag": flag, "values": values}, errors,
+                       lambda: FeatureFlagUpdate(**fields), lambda db, data: service.update_flag(db, flag_id, data),
+                       "/platform/feature-flags", lambda saved: f"Feature flag {saved['name']} saved.")
 
 
 # ----------------------------------------------------------------------------------------------
