@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from tests.auth.conftest import make_staff
 from tests.factories import PASSWORD
-from tests.pages.helpers import PageClient
+from tests.pages.helpers import PageClient, csrf_from
 
 NEW_PASSWORD = "Brand-New-Pass-2026!"
 
@@ -76,7 +76,8 @@ async def test_forms_without_the_csrf_token_or_from_another_site_are_refused(app
 
 async def test_next_never_leaves_the_site(app, tenant):
     async with PageClient(app) as browser:
-        for hostile in ("//evil.example/x", "https://evil.example", "/\\evil.example"):
+        for hostile in ("//evil.example/x", "https://evil.example", "/\\evil.example", "/\t/evil.example",
+                        "/\n/evil.example"):
             signed = await browser.post("/auth/login", {"email": tenant.owner_email, "password": PASSWORD,
                                                         "next": hostile})
             assert signed.headers["location"] == "/auth/home", hostile
@@ -171,3 +172,63 @@ async def test_the_platform_team_is_sent_to_the_platform_console(app, platform_a
         assert (await browser.get("/auth/home")).headers["location"] == "/platform"
         # Already signed in: the sign-in page sends them on.
         assert (await browser.get("/auth/login")).headers["location"] == "/platform"
+
+
+async def test_requests_together_after_an_idle_hour_share_one_renewal(app, tenant):
+    """Two tabs (or live streams reconnecting) with the same lapsed cookies: both go on, and the
+    sign-in survives; a form sent after the idle hour goes through too."""
+    import asyncio
+
+    async with PageClient(app) as browser:
+        await browser.sign_in(tenant.owner_email, PASSWORD)
+        browser.http.cookies.set("btms_access", "lapsed", domain="testserver.local")
+        cookies = dict(browser.http.cookies)
+        answers = await asyncio.gather(*(browser.http.get("/auth/home", cookies=cookies) for _ in range(3)))
+        assert [a.headers["location"] for a in answers] == ["/admin"] * 3
+        assert len({a.cookies.get("btms_refresh") for a in answers}) == 1  # one rotation, shared
+        browser.http.cookies.set("btms_access", "lapsed again", domain="testserver.local")
+        browser.http.cookies.set("btms_refresh", answers[0].cookies["btms_refresh"], domain="testserver.local")
+        form = await browser.post("/auth/mfa/setup", {})
+        assert form.status_code == 200 and "<svg" in form.text  # not a sign-in redirect
+
+
+async def test_signing_out_after_an_idle_hour_still_ends_the_sign_in(app, tenant):
+    async with PageClient(app) as browser:
+        await browser.sign_in(tenant.owner_email, PASSWORD)
+        refresh = browser.http.cookies["btms_refresh"]
+        browser.http.cookies.set("btms_access", "lapsed", domain="testserver.local")
+        assert (await browser.post("/auth/logout", {})).headers["location"] == "/auth/login"
+    async with PageClient(app) as later:
+        later.http.cookies.set("btms_refresh", refresh, domain="testserver.local")
+        assert (await later.get("/auth/home")).headers["location"].startswith("/auth/login")
+
+
+async def test_behind_a_tls_proxy_cookies_are_secure_and_its_origin_is_ours(app, tenant, settings, monkeypatch):
+    """The proxy speaks https to the browser and http to the app: BOOKINGTMS_BASE_URL says which."""
+    monkeypatch.setattr(settings, "base_url", "https://bookings.example.com")
+    async with PageClient(app) as browser:
+        page = await browser.get("/auth/login")
+        assert "Secure" in cookie_headers(page)["btms_csrf"]
+        token = csrf_from(page.text)
+        cookie = {"Cookie": f"btms_csrf={page.cookies['btms_csrf']}"}  # what the browser sends over https
+        form = {"email": tenant.owner_email, "password": PASSWORD, "csrf_token": token}
+        foreign = await browser.http.post("/auth/login", data=form,
+                                          headers={**cookie, "Origin": "https://evil.example"})
+        assert foreign.status_code == 403
+        signed = await browser.http.post("/auth/login", data=form,
+                                         headers={**cookie, "Origin": "https://bookings.example.com"})
+        assert signed.status_code == 303
+        assert "Secure" in cookie_headers(signed)["btms_access"]
+
+
+async def test_dates_out_of_range_are_a_message_not_an_error(app, tenant, platform_admin):
+    async with PageClient(app) as browser:
+        await browser.sign_in(tenant.owner_email, PASSWORD)
+        for url in ("/admin?date=9999-12-31", "/admin?date=0001-01-01"):
+            page = await browser.get(url)
+            assert page.status_code in (200, 422) and "between the years 2000 and 2100" in page.text, url
+        assert (await browser.get("/admin/bookings/new?date=9999-12-31")).status_code in (200, 422)
+    async with PageClient(app) as browser:
+        await browser.sign_in(platform_admin.email, PASSWORD)
+        page = await browser.get("/platform/audit-log?end=9999-12-31")
+        assert page.status_code == 422 and "2100" in page.text

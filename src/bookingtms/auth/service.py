@@ -274,6 +274,17 @@ async def logout(db: AsyncConnection, user_id: uuid.UUID, jti: str | None, expir
     return sorted(families)
 
 
+async def end_refresh_chain(token: str) -> None:
+    """Signing out holding only a refresh token (a page whose access token lapsed): its chain ends."""
+    async with get_engine().connect() as conn:
+        ref = (await conn.execute(text("SELECT * FROM find_refresh_token(:h)"), {"h": hash_opaque(token)})).first()
+    if ref is None:
+        return
+    async with tenant_transaction(_ctx(ref.user_id, ref.organization_id)) as db:
+        ended = await logout(db, ref.user_id, None, None, token)
+    await end_access_tokens(ended)
+
+
 async def end_access_tokens(families: list[uuid.UUID]) -> None:
     for family in families:
         await state.revoke_family_access_tokens(family)

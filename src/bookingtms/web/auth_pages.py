@@ -3,6 +3,8 @@ MFA enrolment when the organization requires it, and signing out. The same auth 
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import RedirectResponse
 
@@ -20,7 +22,9 @@ MFA_COOKIE = "btms_mfa"
 
 def _safe_next(url: str | None, principal: Principal | None = None) -> str:
     """Only our own paths (no //host or scheme), else the user's home."""
-    if url and url.startswith("/") and not url.startswith("//") and "\\" not in url:
+    # Browsers drop tabs and newlines from URLs, so "/\t/evil.example" would become "//evil.example".
+    if (url and url.startswith("/") and not url.startswith("//") and "\\" not in url
+            and not any(ord(c) < 0x20 or c == "\x7f" for c in url)):
         return url
     if principal is None:
         return "/auth/home"
@@ -30,9 +34,9 @@ def _safe_next(url: str | None, principal: Principal | None = None) -> str:
 def _after_sign_in(request: Request, pair: dict, next_url: str | None):
     """Where a fresh sign-in goes: a pending step first, else where the user was heading."""
     if pair.get("must_change_password"):
-        target = f"/auth/password?next={next_url or ''}"
+        target = f"/auth/password?next={quote(next_url or '', safe='/')}"
     elif pair.get("mfa_enrollment_required"):
-        target = f"/auth/mfa/setup?next={next_url or ''}"
+        target = f"/auth/mfa/setup?next={quote(next_url or '', safe='/')}"
     else:
         target = next_url or "/auth/home"
     response = redirect(request, target)
@@ -63,7 +67,7 @@ async def login(request: Request):
         pair = await service.login(email, password, challenge=True)
     except AppError as error:
         if error.code == "mfa_required" and error.extra.get("mfa_token"):
-            response = redirect(request, f"/auth/mfa?next={next_url or ''}")
+            response = redirect(request, f"/auth/mfa?next={quote(next_url or '', safe='/')}")
             response.set_cookie(MFA_COOKIE, error.extra["mfa_token"], max_age=service.MFA_TICKET_TTL_SECONDS,
                                 httponly=True, samesite="strict", secure=request.url.scheme == "https",
                                 path="/auth/")
@@ -189,6 +193,8 @@ async def logout(request: Request):
             ended = await service.logout(db, principal.user_id, principal.jti, principal.expires_at,
                                          request.cookies.get(session.REFRESH_COOKIE))
         await service.end_access_tokens(ended)
+    elif request.cookies.get(session.REFRESH_COOKIE):  # the access cookie lapsed: end the sign-in by its chain
+        await service.end_refresh_chain(request.cookies[session.REFRESH_COOKIE])
     response = redirect(request, "/auth/login", flash="Signed out.")
     session.clear_session(response)
     return response

@@ -3,7 +3,7 @@
 A signed-in browser holds the access token (`btms_access`, sent to every page path) and the refresh
 token (`btms_refresh`, sent only to /auth/): the same tokens, the same checks (http/principal.py:
 signature, expiry, token version, logout, role as it is now) and the same permission strings as
-the API. An expired access token is renewed from the refresh token on the next page GET (rotation
+the API. An expired access token is renewed from the refresh token on the next page request (rotation
 and reuse detection as in the API). Cookies are HttpOnly, SameSite=Lax, and Secure when the
 request came over https.
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
 from fastapi import Depends, Request
 from starlette.responses import Response
@@ -47,7 +47,14 @@ class LoginRequired(AppError):
 
 
 def _secure(request: Request) -> bool:
-    return request.url.scheme == "https"
+    """https as the browser sees it: this request's scheme, or the configured public base URL (behind
+    a TLS-terminating proxy the app itself may see plain http)."""
+    return request.url.scheme == "https" or get_settings().base_url.startswith("https://")
+
+
+def _our_origins(request: Request) -> set[str]:
+    configured = urlsplit(get_settings().base_url)
+    return {str(request.base_url).rstrip("/"), f"{configured.scheme}://{configured.netloc}"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -76,7 +83,7 @@ async def csrf_protect(request: Request) -> None:
     if request.method in SAFE_METHODS:
         return
     origin = request.headers.get("origin")
-    if origin and origin != "null" and origin.rstrip("/") != str(request.base_url).rstrip("/"):
+    if origin and origin != "null" and origin.rstrip("/") not in _our_origins(request):
         raise Forbidden("This form was sent from another site.", code="csrf_failed")
     cookie = request.cookies.get(CSRF_COOKIE)
     sent = request.headers.get(CSRF_HEADER)
@@ -115,7 +122,7 @@ def _decided_cookies(scope) -> list[tuple[bytes, bytes]]:
     state = scope.get("state") or {}
     if not any(state.get(k) for k in ("new_csrf_cookie", "renewed_pair", "flash_taken")):
         return []
-    secure = scope.get("scheme") == "https"
+    secure = scope.get("scheme") == "https" or get_settings().base_url.startswith("https://")
     jar = Response()
     if state.get("new_csrf_cookie"):
         jar.set_cookie(CSRF_COOKIE, state["new_csrf_cookie"], httponly=True, samesite="lax", secure=secure, path="/")
@@ -159,20 +166,66 @@ def clear_session(response: Response) -> None:
     response.delete_cookie(REFRESH_COOKIE, path="/")
 
 
+RENEWAL_SECONDS = 30  # how long a renewal is handed to concurrent requests holding the same old cookie
+
+
 async def _renewed(request: Request) -> Principal | None:
-    """A new pair from the refresh cookie (page GETs only: a POST never silently changes identity)."""
+    """A new pair from the refresh cookie (any request: a form sent after an idle hour has passed
+    the CSRF check and is the same user). Requests that arrive together with the same old cookie
+    (two tabs, live streams reconnecting) share one rotation instead of tripping reuse detection,
+    which would end the whole sign-in."""
     from bookingtms.auth import service
+    from bookingtms.auth.tokens import hash_opaque
 
     token = request.cookies.get(REFRESH_COOKIE)
-    if not token or request.method not in SAFE_METHODS:
+    if not token:
         return None
+    # Shared only within one browser (its CSRF cookie): the old refresh token alone, presented
+    # elsewhere, still meets reuse detection.
+    browser = request.cookies.get(CSRF_COOKIE)
+    key = f"bookingtms:page-renewal:{hash_opaque(token)}:{hash_opaque(browser)}" if browser else None
     try:
-        pair = await service.refresh(token)
+        pair = await (_shared_rotation(key, lambda: service.refresh(token)) if key else service.refresh(token))
     except AppError:
+        return None
+    if pair is None:
         return None
     request.state.renewed_pair = pair
     request.state.access_token = pair["access_token"]
-    return await _from_jwt(pair["access_token"])
+    try:
+        return await _from_jwt(pair["access_token"])
+    except Unauthorized:
+        return None
+
+
+async def _shared_rotation(key: str, rotate):
+    """`rotate()` once per old cookie: the first request rotates and leaves the new pair for
+    RENEWAL_SECONDS; one arriving meanwhile waits for it (up to ~3 s). Without Redis: rotate."""
+    import asyncio
+
+    import orjson
+
+    from bookingtms import cache
+
+    try:
+        redis = cache.get_redis()
+        for _ in range(30):
+            cached = await redis.get(key)
+            if cached:
+                return orjson.loads(cached)
+            if await redis.set(key + ":lock", "1", nx=True, ex=10):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            return None
+    except Exception:  # noqa: BLE001 - Redis away: rotate without sharing
+        return await rotate()
+    pair = await rotate()
+    try:
+        await redis.set(key, orjson.dumps(pair), ex=RENEWAL_SECONDS)
+    except Exception:  # noqa: BLE001
+        pass
+    return pair
 
 
 async def signed_in(request: Request) -> Principal | None:
