@@ -87,10 +87,14 @@ def _day(value: str | None, field: str, errors: dict[str, str]) -> date | None:
     if not value:
         return None
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         errors[field] = "Enter a date as YYYY-MM-DD."
         return None
+    if not 2000 <= day.year <= 2100:  # and no overflow a day either side of it, in any time zone
+        errors[field] = "Enter a date between the years 2000 and 2100."
+        return None
+    return day
 
 
 def _zone(tz: str | None) -> ZoneInfo:

@@ -555,7 +555,7 @@ async def edit_session(request: Request, session_id: str, p: Principal = Depends
     typed = {"capacity_total": form.text("capacity_total"), "is_closed": form.checked("is_closed"),
              "version": form.text("version")}
     errors: dict[str, str] = {}
-    if not typed["version"].isdigit():
+    if not re.fullmatch(r"[0-9]{1,18}", typed["version"]):
         raise ValidationFailed("The form lost the session's version; reload the page.", field="version")
     expected = int(typed["version"])
     capacity = None

@@ -148,7 +148,7 @@ def keys_for(org_id: uuid.UUID, picture: Picture) -> tuple[str, str]:
 
 
 def valid_key(key: str) -> bool:
-    return KEY.match(key) is not None
+    return KEY.fullmatch(key) is not None
 
 
 def url_of(key: str) -> str:
@@ -173,7 +173,7 @@ def content_type(key: str) -> str:
 
 
 def etag(key: str) -> str:
-    found = KEY.match(key)
+    found = KEY.fullmatch(key)
     assert found
     return f'"{found.group(1)[:32]}{found.group(2) or ""}"'
 

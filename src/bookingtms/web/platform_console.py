@@ -419,10 +419,13 @@ def _day(value: str, field: str) -> date | None:
     if not value:
         return None
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
-        raise ValidationFailed("Enter a date as YYYY-MM-DD.", field=field,
-                               errors=[{"field": field, "message": "Enter a date as YYYY-MM-DD."}]) from None
+        day = None
+    if day is None or not 2000 <= day.year <= 2100:
+        message = "Enter a date as YYYY-MM-DD, between the years 2000 and 2100."
+        raise ValidationFailed(message, field=field, errors=[{"field": field, "message": message}])
+    return day
 
 
 @router.get("/platform/audit-log")
