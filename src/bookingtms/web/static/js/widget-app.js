@@ -604,9 +604,9 @@
   var PHONE = /^\+?[0-9 ()\-.]{5,32}$/;
 
   function holdSpots() {
-    clearAlert();
     var s = selectedSession();
-    if (!s) { return; }
+    if (!s) { return; }  // (the time just sold out: keep the alert that says so)
+    clearAlert();
     var emailInput = document.getElementById("w-hold-email");
     var email = emailInput.value.trim();
     if (!EMAIL.test(email)) {
