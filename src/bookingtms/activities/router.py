@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Response
 
 from bookingtms.activities import service
 from bookingtms.activities.schemas import ActivityCreate, ActivityUpdate, GenerateSessions
-from bookingtms.audit.service import changed, diff, lock_target, record
+from bookingtms.audit.service import changed, diff, record
 from bookingtms.db.engine import read_transaction, tenant_transaction
 from bookingtms.http.idempotency import IdempotencyKey, idempotent
 from bookingtms.http.pagination import PageParams
@@ -47,12 +47,7 @@ async def get_activity(activity_id: uuid.UUID, p: Principal = Depends(require("a
 async def update_activity(activity_id: uuid.UUID, body: ActivityUpdate,
                           p: Principal = Depends(require("activities.manage"))):
     async with tenant_transaction(p.db_context()) as db:
-        await lock_target(db, "activities", p.organization_id, activity_id)
-        before = await service.get_activity(db, p.organization_id, activity_id)
-        after = await service.update_activity(db, p.organization_id, activity_id, body)
-        if (changes := changed(before, after, body.model_fields_set)):
-            await record(db, "activity.updated", organization_id=p.organization_id, target_type="activity",
-                         target_id=activity_id, changes=changes)
+        _, after = await service.edit_activity(db, p.organization_id, activity_id, body)
         return after
 
 

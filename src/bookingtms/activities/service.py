@@ -119,3 +119,18 @@ async def public_activities(db: AsyncConnection, org_id: uuid.UUID, venue_id: uu
         activities.c.organization_id == org_id, activities.c.venue_id == venue_id, activities.c.is_active,
         activities.c.archived_at.is_(None)).order_by(activities.c.name))).all()
     return [dict(r._mapping) for r in rows]
+
+
+async def edit_activity(db: AsyncConnection, org_id: uuid.UUID, activity_id: uuid.UUID,
+                        data: ActivityUpdate) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An edit as staff make it (API or dashboard): the row locked, updated, the change audited.
+    Returns (before, after)."""
+    from bookingtms.audit.service import changed, lock_target, record
+
+    await lock_target(db, "activities", org_id, activity_id)
+    before = await get_activity(db, org_id, activity_id)
+    after = await update_activity(db, org_id, activity_id, data)
+    if (changes := changed(before, after, data.model_fields_set)):
+        await record(db, "activity.updated", organization_id=org_id, target_type="activity",
+                     target_id=activity_id, changes=changes)
+    return before, after

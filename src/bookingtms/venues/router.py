@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Response
 
 from bookingtms import cache
 from bookingtms.activities import service as activities_service
-from bookingtms.audit.service import changed, diff, lock_target, record
+from bookingtms.audit.service import changed, diff, record
 from bookingtms.db.engine import read_transaction, tenant_transaction
 from bookingtms.http.idempotency import IdempotencyKey, idempotent
 from bookingtms.http.pagination import PageParams
@@ -50,13 +50,7 @@ async def get_venue(venue_id: uuid.UUID, p: Principal = Depends(require("venues.
 @router.patch("/{venue_id}")
 async def update_venue(venue_id: uuid.UUID, body: VenueUpdate, p: Principal = Depends(require("venues.manage"))):
     async with tenant_transaction(p.db_context()) as db:
-        await lock_target(db, "venues", p.organization_id, venue_id)
-        before = await service.get_venue(db, p.organization_id, venue_id)
-        after = await service.update_venue(db, p.organization_id, venue_id, body)
-        if (changes := changed(before, after, body.model_fields_set)):
-            await record(db, "venue.updated", organization_id=p.organization_id, target_type="venue",
-                         target_id=venue_id, changes=changes)
-        return after
+        return await service.edit_venue(db, p.organization_id, venue_id, body)
 
 
 @router.delete("/{venue_id}", status_code=204)

@@ -123,3 +123,17 @@ async def embed_keys(db: AsyncConnection, org_id: uuid.UUID) -> list[str]:
 async def public_venue_view(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID) -> dict[str, Any]:
     venue = await get_venue(db, org_id, venue_id)
     return {k: venue[k] for k in PUBLIC_FIELDS}
+
+
+async def edit_venue(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID,
+                     data: VenueUpdate) -> dict[str, Any]:
+    """An edit as staff make it (API or dashboard): the row locked, updated, the change audited."""
+    from bookingtms.audit.service import changed, lock_target, record
+
+    await lock_target(db, "venues", org_id, venue_id)
+    before = await get_venue(db, org_id, venue_id)
+    after = await update_venue(db, org_id, venue_id, data)
+    if (changes := changed(before, after, data.model_fields_set)):
+        await record(db, "venue.updated", organization_id=org_id, target_type="venue", target_id=venue_id,
+                     changes=changes)
+    return after

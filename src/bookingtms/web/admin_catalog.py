@@ -442,12 +442,7 @@ async def edit_activity(request: Request, activity_id: str, p: Principal = Depen
                                           and not (k == "child_price_amount" and v is None)})
     try:
         async with tenant_transaction(p.db_context()) as db:
-            await lock_target(db, "activities", p.organization_id, activity_id_)
-            before = await activities_service.get_activity(db, p.organization_id, activity_id_)
-            after = await activities_service.update_activity(db, p.organization_id, activity_id_, body)
-            if (changes := changed(before, after, body.model_fields_set)):
-                await record(db, "activity.updated", organization_id=p.organization_id, target_type="activity",
-                             target_id=activity_id_, changes=changes)
+            _, after = await activities_service.edit_activity(db, p.organization_id, activity_id_, body)
     except ValidationFailed as exc:
         field = exc.extra.get("field")
         return _activity_page(request, activity=activity, values=values, venues=venues, status=422,

@@ -27,7 +27,7 @@ from bookingtms.activities.schemas import ActivityUpdate, CancellationPolicy
 from bookingtms import cache
 from bookingtms.api_keys import service as api_keys_service
 from bookingtms.api_keys.schemas import ApiKeyCreate
-from bookingtms.audit.service import changed, diff, lock_target, record
+from bookingtms.audit.service import changed, diff, record
 from bookingtms.auth import state
 from bookingtms.auth.permissions import ORG_ROLES, PERMISSION_MATRIX, ROLE_RANK
 from bookingtms.calendars import service as calendars_service
@@ -624,12 +624,7 @@ async def venue_update(request: Request, venue_id: uuid.UUID, p: Principal = Dep
         return await _settings_page(request, p, venue_id, status=422, venue_values=values, venue_errors=errors)
     try:
         async with tenant_transaction(p.db_context()) as db:
-            await lock_target(db, "venues", p.organization_id, venue_id)
-            before = await venues_service.get_venue(db, p.organization_id, venue_id)
-            after = await venues_service.update_venue(db, p.organization_id, venue_id, data)
-            if (changes := changed(before, after, data.model_fields_set)):
-                await record(db, "venue.updated", organization_id=p.organization_id, target_type="venue",
-                             target_id=venue_id, changes=changes)
+            after = await venues_service.edit_venue(db, p.organization_id, venue_id, data)
     except AppError as error:
         if error.status == 404:
             raise
@@ -713,14 +708,9 @@ async def policy_update(request: Request, venue_id: uuid.UUID,
     data = ActivityUpdate(cancellation_policy=policy)
     async with tenant_transaction(p.db_context()) as db:
         for activity_id in chosen:
-            await lock_target(db, "activities", p.organization_id, activity_id)
-            before = await activities_service.get_activity(db, p.organization_id, activity_id)
-            if before["venue_id"] != venue_id:
+            before, _ = await activities_service.edit_activity(db, p.organization_id, activity_id, data)
+            if before["venue_id"] != venue_id:  # the whole transaction rolls back: nothing is saved
                 raise ValidationFailed("Choose activities of this venue.", field="activity_ids")
-            after = await activities_service.update_activity(db, p.organization_id, activity_id, data)
-            if (changes := changed(before, after, data.model_fields_set)):
-                await record(db, "activity.updated", organization_id=p.organization_id, target_type="activity",
-                             target_id=activity_id, changes=changes)
     count = len(chosen)
     return redirect(request, f"/admin/settings?venue={venue_id}#policy",
                     flash=f"Cancellation policy saved for {count} activit{'y' if count == 1 else 'ies'}; "
