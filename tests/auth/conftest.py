@@ -111,9 +111,10 @@ def valid_codes(totp: pyotp.TOTP) -> set[str]:
 
 def unused_code(totp: pyotp.TOTP, used: set[str]) -> str:
     """A code good now (this step or a neighbour) that this test has not used yet (the server
-    takes each code once)."""
+    takes each code once). The next step's code comes before the last step's: the server may see
+    the request a step later (a slow password hash), when the last step's code is no longer good."""
     now = time.time()
-    for at in (now, now - 30, now + 30):
+    for at in (now, now + 30, now - 30):
         code = totp.at(at)
         if code not in used:
             used.add(code)
