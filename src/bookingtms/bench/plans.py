@@ -45,23 +45,22 @@ class Statement:
 
 
 class StatementRecorder:
-    """A SQLAlchemy `before_cursor_execute` listener: the last RLS context set on each connection,
-    and each distinct statement sent after it."""
+    """A SQLAlchemy `before_cursor_execute` listener: each distinct statement sent, with the RLS
+    context of its transaction (kept on the connection by engine.set_context)."""
 
     def __init__(self) -> None:
-        self.context: dict[int, tuple] = {}
         self.statements: dict[str, Statement] = {}
 
     def __call__(self, conn, cursor, statement, parameters, context, executemany) -> None:
         if "set_config('app.user_id'" in statement:
-            self.context[id(conn)] = tuple(parameters)
             return
         if statement.lstrip().split(None, 1)[0].upper() not in STATEMENT_KINDS:
             return
         if (seen := self.statements.get(statement)) is not None:
             seen.calls += 1
             return
-        self.statements[statement] = Statement(statement, tuple(parameters or ()), self.context.get(id(conn)))
+        rls = getattr(conn.connection.driver_connection, "context", None)
+        self.statements[statement] = Statement(statement, tuple(parameters or ()), rls)
 
 
 def _plan_nodes(node: dict):

@@ -1,13 +1,23 @@
-"""The application's engine and the one place a request's transaction is opened."""
+"""The application's engine and the one place a request's transaction is opened.
+
+Round trips are most of what a request costs, so a request transaction makes as few as it can:
+* A pooled connection is pinged only when it has been idle for PING_AFTER_IDLE_SECONDS (the server
+  or a pooler may have dropped it meanwhile); one back from another request a moment ago is not
+  (SQLAlchemy's pre-ping would add BEGIN, a ping and ROLLBACK to every checkout).
+* The row-level-security context travels with the transaction's BEGIN, in the same simple-query
+  message (ContextConnection), instead of a statement of its own.
+"""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import text
+import asyncpg
+from sqlalchemy import event, exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from bookingtms.config import Settings, get_settings
@@ -37,20 +47,62 @@ _SET_CONTEXT = text(
 )
 
 
+PING_AFTER_IDLE_SECONDS = 2.0
+_RETURNED_AT = "bookingtms.returned_at"
+
+
+class ContextConnection(asyncpg.Connection):
+    """An asyncpg connection that can carry a transaction's RLS context on its BEGIN.
+
+    `set_context` stores the set_config call here before the transaction's first statement;
+    SQLAlchemy's asyncpg dialect then sends `BEGIN [READ ONLY];` through `execute`, which appends
+    it, so both go in one message. What is pending is dropped when the connection goes back to the
+    pool, so it can never reach another request's transaction."""
+
+    pending_context: str | None = None
+    context: tuple[str, str, str] | None = None  # (user_id, organization_id, is_platform) as last set
+
+    async def execute(self, query: str, *args, timeout: float | None = None) -> str:
+        pending = self.pending_context
+        if pending is not None and not args and query.startswith("BEGIN"):
+            self.pending_context = None
+            query = f"{query} {pending}"
+        return await super().execute(query, *args, timeout=timeout)
+
+
 def _create_engine(url: str | None, settings: Settings) -> AsyncEngine:
-    connect_args: dict = {}
+    connect_args: dict = {"connection_class": ContextConnection}
     if not settings.db_prepared_statements:
         # Behind PgBouncer in transaction mode a prepared statement may meet another server connection.
-        connect_args = {"statement_cache_size": 0, "prepared_statement_cache_size": 0}
-    return create_async_engine(
+        connect_args |= {"statement_cache_size": 0, "prepared_statement_cache_size": 0}
+    engine = create_async_engine(
         app_url(settings, url=url),
         poolclass=MeasuredPool, pool_logging_name="read" if url else "primary",  # pool use for /metrics
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,
         pool_timeout=30,
         connect_args=connect_args,
     )
+    event.listen(engine.sync_engine, "checkout", _ping_if_idle)
+    event.listen(engine.sync_engine, "checkin", _returned)
+    return engine
+
+
+def _ping_if_idle(dbapi_connection, record, proxy) -> None:
+    returned_at = record.info.get(_RETURNED_AT)
+    if returned_at is None or time.monotonic() - returned_at < PING_AFTER_IDLE_SECONDS:
+        return
+    try:
+        dbapi_connection.ping()
+    except Exception:
+        raise exc.DisconnectionError("the pooled connection was lost while idle") from None  # the pool reconnects
+
+
+def _returned(dbapi_connection, record) -> None:
+    record.info[_RETURNED_AT] = time.monotonic()
+    driver = record.driver_connection
+    if isinstance(driver, ContextConnection):
+        driver.pending_context = driver.context = None
 
 
 def get_engine(settings: Settings | None = None) -> AsyncEngine:
@@ -81,11 +133,24 @@ async def dispose_engine() -> None:
 
 
 async def set_context(conn: AsyncConnection, ctx: DbContext) -> None:
-    await conn.execute(_SET_CONTEXT, {
-        "user_id": str(ctx.user_id) if ctx.user_id else "",
-        "organization_id": str(ctx.organization_id) if ctx.organization_id else "",
-        "is_platform": "true" if ctx.is_platform else "false",
-    })
+    """Sets the RLS context of `conn`'s transaction: with its BEGIN when that is still to be sent,
+    else as a statement of its own (a transaction that changes its context half-way)."""
+    values = (_uuid_text(ctx.user_id), _uuid_text(ctx.organization_id), "true" if ctx.is_platform else "false")
+    driver = (await conn.get_raw_connection()).driver_connection
+    if isinstance(driver, ContextConnection):
+        driver.context = values
+        if not driver.is_in_transaction():
+            # Literals, not parameters (BEGIN goes as a simple query): UUIDs and a boolean only.
+            driver.pending_context = (
+                f"SELECT set_config('app.user_id', '{values[0]}', true), "
+                f"set_config('app.organization_id', '{values[1]}', true), "
+                f"set_config('app.is_platform', '{values[2]}', true);")
+            return
+    await conn.execute(_SET_CONTEXT, dict(zip(("user_id", "organization_id", "is_platform"), values)))
+
+
+def _uuid_text(value: uuid.UUID | None) -> str:
+    return str(uuid.UUID(str(value))) if value else ""  # canonical form, whatever it was given as
 
 
 @asynccontextmanager
