@@ -1,14 +1,20 @@
 """The background job loop: run inside `serve`, or alone by `bookingtms worker`. Every job is
-safe on several instances at once (SKIP LOCKED claims, idempotent effects)."""
+safe on several instances at once (SKIP LOCKED claims, idempotent effects), but running them in
+every worker of every server only multiplies the work: the loops of one database take turns through
+a lease in Redis, and only its holder runs a round (all of them do while Redis is away)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 import structlog
-from sqlalchemy import text
+from redis.exceptions import RedisError
+from sqlalchemy import make_url, text
 
+from bookingtms.cache import get_redis
+from bookingtms.config import get_settings
 from bookingtms.db.engine import get_engine
 from bookingtms.notifications.jobs import deliver_due, queue_reminders
 from bookingtms.payments.jobs import release_lapsed_payments
@@ -39,10 +45,56 @@ async def job_lag() -> dict[str, float]:
         return {job: lag for job, lag in (await conn.execute(text("SELECT job, lag_seconds FROM job_lag()"))).all()}
 
 
+# Held for a few rounds, so a holder that died hands over within LEASE_ROUNDS intervals.
+LEASE_ROUNDS = 3
+_RENEW = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] or not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+def lease_key() -> str:
+    """One lease per database: the loops that share it share the work; a test run's own database
+    has its own."""
+    url = make_url(get_settings().database_url or "").render_as_string(hide_password=True)
+    return f"bookingtms:jobs:lease:{url}"
+
+
+async def hold_lease(holder: str, interval: float) -> bool:
+    """True if `holder` has (or now takes) the job lease; True as well when Redis cannot say."""
+    try:
+        return bool(await get_redis().eval(_RENEW, 1, lease_key(), holder, int(interval * LEASE_ROUNDS * 1000)))
+    except (RedisError, OSError):
+        return True
+
+
+async def release_lease(holder: str) -> None:
+    try:
+        await get_redis().eval(_RELEASE, 1, lease_key(), holder)
+    except (RedisError, OSError):
+        pass
+
+
 async def run_forever(interval: float, stop: asyncio.Event) -> None:
+    holder = uuid.uuid4().hex
+    try:
+        await _rounds(interval, stop, holder)
+    finally:
+        await release_lease(holder)  # the next loop need not wait for the lease to run out
+
+
+async def _rounds(interval: float, stop: asyncio.Event, holder: str) -> None:
     last_extend = 0.0
     while not stop.is_set():
         try:
+            if not await hold_lease(holder, interval):
+                await _pause(stop, interval)
+                continue
             extend = time.monotonic() - last_extend >= HORIZON_EVERY_SECONDS
             result = await run_once(extend)
             if extend:
@@ -51,7 +103,11 @@ async def run_forever(interval: float, stop: asyncio.Event) -> None:
                 log.info("jobs_ran", **result)
         except Exception:  # a failing round must not stop the loop; the next round retries
             log.exception("jobs_failed")
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=interval)
-        except asyncio.TimeoutError:
-            pass
+        await _pause(stop, interval)
+
+
+async def _pause(stop: asyncio.Event, interval: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=interval)
+    except asyncio.TimeoutError:
+        pass
