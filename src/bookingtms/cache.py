@@ -21,11 +21,11 @@ How a cached value stays true:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import orjson
@@ -101,13 +101,93 @@ async def public_venue(venue_id, compute: Callable[[], Awaitable[Any]]) -> Any:
                               settle_ms=_replica_settle_ms())
 
 
-async def availability(venue_id, query: str, compute: Callable[[], Awaitable[Any]]) -> bytes:
-    """The JSON text of the venue's availability for `query`: the request's own query, not the
-    window it resolves to (a default window moves with the clock; the caller drops the sessions
-    that started since)."""
-    key = hashlib.blake2b(query.encode(), digest_size=12).hexdigest()
-    return await read_through("availability", availability_scope(venue_id), key, AVAILABILITY_TTL, compute,
-                              settle_ms=_replica_settle_ms(), raw=True)
+def availability_day_scope(venue_id, day: date) -> str:
+    """One local day of a venue's availability: a booking moves only its session's day."""
+    return f"availability:{venue_id}:{day.isoformat()}"
+
+
+async def availability_days(venue_id, days: list[date],
+                            compute: Callable[[list[date]], Awaitable[dict[date, list]]]) -> list[bytes]:
+    """The JSON text of each of `days` (the venue's local days) of the venue's availability, from
+    Redis where it is cached, and the rest from one `compute(missing_days)`, which stores them.
+
+    A day's value sits under two generations: the venue's (availability_scope: every venue-wide
+    change) and the day's own (availability_day_scope: a session's capacity), so a hold on Friday
+    leaves the other days of the venue cached. A request is a hit only when all its days were."""
+    if not get_settings().cache_enabled:
+        return _encode_days(days, await compute(days))
+    redis = get_redis()
+    if _is_down(redis):
+        return await _compute_days(days, compute)
+    scope = availability_scope(venue_id)
+    prefix = f"cache:availability:{scope}:"
+    day_texts = [d.isoformat() for d in days]
+    try:
+        found = await redis.eval(_READ_DAYS, 1 + len(days), _generation_key(scope),
+                                 *(_generation_key(availability_day_scope(venue_id, d)) for d in days),
+                                 prefix, *day_texts)
+    except _REDIS_DOWN as exc:
+        _unavailable(redis, exc)
+        return await _compute_days(days, compute)
+    venue_generation, rest = found[0].decode(), found[1:]
+    day_generations = [g.decode() for g in rest[0::2]]
+    values: list[bytes | None] = list(rest[1::2])
+    missing = [i for i, value in enumerate(values) if value is None]
+    if not missing:
+        _count_hit("availability")
+        return values
+    wanted = [(day_texts[i], day_generations[i]) for i in missing]
+    flight = f"{prefix}{venue_generation}:" + ",".join(f"{d}:{g}" for d, g in wanted)
+    task = _inflight.get(flight)
+    if task is None:
+        task = asyncio.ensure_future(_fill_days(redis, venue_id, venue_generation, prefix, wanted,
+                                                [days[i] for i in missing], compute, flight))
+        _inflight[flight] = task
+        task.add_done_callback(lambda done: _inflight.pop(flight, None) if _inflight.get(flight) is done else None)
+    else:
+        _count_hit("availability")  # another request of this process is computing them
+    filled = await asyncio.shield(task)
+    for i, value in zip(missing, filled):
+        values[i] = value
+    return values
+
+
+def _encode_days(days: list[date], by_day: dict[date, list]) -> list[bytes]:
+    return [_encode(by_day.get(d, [])) for d in days]
+
+
+async def _compute_days(days: list[date], compute) -> list[bytes]:
+    from bookingtms.metrics import CACHE_MISSES
+
+    CACHE_MISSES.labels(cache="availability").inc()
+    return _encode_days(days, await compute(days))
+
+
+async def _fill_days(redis: aioredis.Redis, venue_id, venue_generation: str, prefix: str,
+                     wanted: list[tuple[str, str]], days: list[date], compute, flight: str) -> list[bytes]:
+    """The missing days: computed here, or by the process holding their lock (then read back)."""
+    lock_key = f"{flight}:lock"
+    value_keys = [f"{prefix}{venue_generation}:{d}:{g}" for d, g in wanted]
+    try:
+        if not await redis.set(lock_key, b"1", nx=True, px=LOCK_MS):
+            found = await _wait_for_values(redis, value_keys, lock_key)
+            if found is not None:
+                _count_hit("availability")
+                return found
+    except _REDIS_DOWN as exc:
+        _unavailable(redis, exc)
+        return await _compute_days(days, compute)
+    try:
+        values = await _compute_days(days, compute)
+    except BaseException:
+        await _quietly(redis, redis.delete(lock_key))
+        raise
+    await _quietly(redis, redis.eval(
+        _WRITE_DAYS, 2 + len(wanted), _generation_key(availability_scope(venue_id)), lock_key,
+        *(_generation_key(availability_day_scope(venue_id, day)) for day in days),
+        venue_generation, int(AVAILABILITY_TTL * 1000), _replica_settle_ms(), prefix,
+        *(item for (d, g), value in zip(wanted, values) for item in (d, g, value))))
+    return values
 
 
 # --------------------------------------------------------------------------------------------
@@ -133,6 +213,46 @@ if settle > 0 then
 end
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 return 1
+"""
+
+# KEYS[1] the venue's availability generation, KEYS[2..] its days' generations; ARGV[1] the value
+# key prefix, ARGV[2..] the days. Returns the venue generation, then each day's generation and value.
+_READ_DAYS = """
+local venue_gen = redis.call('GET', KEYS[1]) or '0'
+local out = {venue_gen}
+for i = 2, #KEYS do
+  local day_gen = redis.call('GET', KEYS[i]) or '0'
+  out[#out + 1] = day_gen
+  out[#out + 1] = redis.call('GET', ARGV[1] .. venue_gen .. ':' .. ARGV[i] .. ':' .. day_gen)
+end
+return out
+"""
+
+# KEYS: venue generation, lock, then the days' generations; ARGV: the venue generation the reader
+# saw, TTL ms, settle ms, value key prefix, then (day, day generation seen, value) per day. As
+# _WRITE, day by day: a day whose generation moved on (or is too recent for a replica read) is
+# not stored.
+_WRITE_DAYS = """
+redis.call('DEL', KEYS[2])
+local venue_gen = redis.call('GET', KEYS[1]) or '0'
+if venue_gen ~= ARGV[1] then return 0 end
+local settle = tonumber(ARGV[3])
+local now = 0
+if settle > 0 then
+  local t = redis.call('TIME')
+  now = t[1] * 1000 + math.floor(t[2] / 1000)
+  if now - tonumber(venue_gen) < settle then return 0 end
+end
+local stored = 0
+for i = 3, #KEYS do
+  local j = 5 + (i - 3) * 3
+  local day_gen = redis.call('GET', KEYS[i]) or '0'
+  if day_gen == ARGV[j + 1] and (settle == 0 or now - tonumber(day_gen) >= settle) then
+    redis.call('SET', ARGV[4] .. venue_gen .. ':' .. ARGV[j] .. ':' .. day_gen, ARGV[j + 2], 'PX', ARGV[2])
+    stored = stored + 1
+  end
+end
+return stored
 """
 
 # KEYS: generations to move on, each to now (ms) or one past its current value if that is later.
@@ -233,6 +353,19 @@ async def _fill(redis: aioredis.Redis, name: str, scope: str, generation: str, v
     await _quietly(redis, redis.eval(_WRITE, 3, _generation_key(scope), value_key, lock_key,
                                      generation, value, int(ttl * 1000), settle_ms))
     return value
+
+
+async def _wait_for_values(redis: aioredis.Redis, value_keys: list[str], lock_key: str) -> list[bytes] | None:
+    """As _wait_for_value, for several values written together."""
+    deadline = time.monotonic() + LOCK_MS / 1000
+    while time.monotonic() < deadline:
+        await asyncio.sleep(POLL_SECONDS)
+        *found, locked = await redis.mget(*value_keys, lock_key)
+        if all(v is not None for v in found):
+            return found
+        if locked is None:
+            return None
+    return None
 
 
 async def _wait_for_value(redis: aioredis.Redis, value_key: str, lock_key: str) -> bytes | None:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
+from bookingtms import cache
 from tests.factories import book, future_session, hold, make_activity, make_tenant
 
 
@@ -203,6 +204,7 @@ async def test_a_cached_answer_leaves_out_sessions_that_started_since(client, te
     soon = datetime.now(timezone.utc) + timedelta(seconds=1.5)
     db(owner_engine, "UPDATE activity_sessions SET start_time = :t, end_time = :t + interval '1 hour' WHERE id = :s",
        t=soon, s=session["id"])
+    await cache.invalidate(cache.availability_scope(tenant.venue_id))  # the move was made behind the app
     assert session["id"] in await availability(client, tenant)
 
     while datetime.now(timezone.utc) <= soon:
@@ -218,3 +220,25 @@ async def test_unknown_embed_keys_are_404_and_bad_queries_422_every_time(client,
         assert response.status_code == 404 and response.json()["code"] == "venue_not_found"
         response = await client.get(f"/v1/public/venues/{tenant.embed_key}/availability", params={"from": "soon"})
         assert response.status_code == 422 and response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_a_hold_moves_only_its_day_and_every_query_shares_the_cached_days(client, tenant, owner_engine):
+    """Availability is cached per local day of the venue: a hold on one day leaves the other days
+    cached, and requests for other windows or one activity are cut from the same days."""
+    activity = await make_activity(client, tenant, capacity=8, price_amount=2500)
+    first = await future_session(client, tenant, activity, days_ahead=3)
+    second = await future_session(client, tenant, activity, days_ahead=4)
+    await availability(client, tenant)  # the default window (two weeks): caches every day of it
+    db(owner_engine, "UPDATE activity_sessions SET price_at_generation = 9999 WHERE id IN (:a, :b)",
+       a=first["id"], b=second["id"])  # behind the app: shows only where a day is computed afresh
+
+    assert (await hold(client, tenant, first["id"], spots=2)).status_code == 201
+    shown = await availability(client, tenant)
+    assert (shown[first["id"]]["capacity_remaining"], shown[first["id"]]["price_amount"]) == (6, 9999)  # its day: fresh
+    assert (shown[second["id"]]["capacity_remaining"], shown[second["id"]]["price_amount"]) == (8, 2500)  # still cached
+
+    before = hits("availability")
+    day = second["start_time"][:10]
+    one_day = await availability(client, tenant, activity_id=activity["id"], available="true", **{"from": day, "to": day})
+    assert list(one_day) == [s for s in one_day if one_day[s]["start_time"][:10] == day] and second["id"] in one_day
+    assert hits("availability") == before + 1  # cut from the cached day

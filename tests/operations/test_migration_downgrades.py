@@ -1,7 +1,8 @@
 """Every migration can be rolled back: on a scratch database of its own, upgrade to head (with
 bookings in it), downgrade to 0004, and the schema is exactly what 0004 left (catalog snapshot);
-upgrade to head again and the roll-ups, triggers and functions of 0005-0009 are back and
-`bookingtms doctor` finds nothing wrong. 0008's downgrade puts 0007's query_stats() back."""
+upgrade to head again and the roll-ups, triggers and functions of 0005-0010 are back and
+`bookingtms doctor` finds nothing wrong. 0008's downgrade puts 0007's query_stats() back, 0010's
+0001's venue_by_embed_key()."""
 
 from __future__ import annotations
 
@@ -194,7 +195,8 @@ EXPECTED_STATS = [("2026-05-01", 1, 4, 10000, 0, 10, 4), ("2026-05-02", 0, 0, 0,
 
 
 def assert_head(conn, org) -> None:
-    assert version(conn) == "0009"
+    assert version(conn) == "0010"
+    assert embed_lookup_columns(conn) == ["organization_id", "venue_id", "organization_status", "timezone"]
     assert has_table(conn, "daily_stats")
     assert FUNCTIONS_0005_0009 <= functions(conn), FUNCTIONS_0005_0009 - functions(conn)
     assert TRIGGERS_0005_0006 <= triggers(conn), TRIGGERS_0005_0006 - triggers(conn)
@@ -209,6 +211,10 @@ def assert_head(conn, org) -> None:
     assert "bookingtms_app=X/" in acl
     # 0005's upgrade built the roll-ups of the bookings already there.
     assert stats_rows(conn, org) == EXPECTED_STATS
+
+
+def embed_lookup_columns(conn) -> list[str]:
+    return conn.execute(text("SELECT proargnames[2:] FROM pg_proc WHERE proname = 'venue_by_embed_key'")).scalar_one()
 
 
 def assert_doctor_ok(settings) -> None:

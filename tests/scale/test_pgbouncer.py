@@ -71,7 +71,7 @@ async def test_the_booking_flow_runs_through_pgbouncer(pooled):
 
     # Requests repeat the same statements many times over: with server-side prepared statements a
     # pooled connection would meet a statement prepared elsewhere. They all went through PgBouncer.
-    assert app_transactions(bouncer) - before > 20
+    assert app_transactions(bouncer) - before > 12  # at least one per request above and in the factories
     assert app_pool(bouncer)["sv_active"] + app_pool(bouncer)["sv_idle"] + app_pool(bouncer)["sv_used"] \
         <= SERVER_CONNECTIONS
 

@@ -18,6 +18,7 @@ class PublicVenue:
     organization_id: uuid.UUID
     venue_id: uuid.UUID
     embed_key: str
+    timezone: str
 
     def db_context(self) -> DbContext:
         return DbContext(organization_id=self.organization_id)
@@ -34,15 +35,17 @@ async def public_venue(embed_key: str) -> PublicVenue:
     # Unknown keys are cached too (as null): a key only starts working through a venue edit, which
     # invalidates it, so a flood of wrong keys does not reach the database.
     found = await cache.embed_lookup(embed_key, lambda: _lookup(embed_key))
+    if found is not None and "timezone" not in found:  # cached before migration 0010, for minutes
+        found = await _lookup(embed_key)
     if found is None:
         raise NotFound("No venue has this embed key.", code="venue_not_found")
     if found["organization_status"] != "active":
         raise Forbidden("This business is not taking bookings at the moment.", code="organization_suspended")
     return PublicVenue(organization_id=uuid.UUID(found["organization_id"]), venue_id=uuid.UUID(found["venue_id"]),
-                       embed_key=embed_key)
+                       embed_key=embed_key, timezone=found["timezone"])
 
 
 async def _lookup(embed_key: str) -> dict | None:
     async with get_engine().connect() as conn:
         row = (await conn.execute(text("SELECT * FROM venue_by_embed_key(:k)"), {"k": embed_key})).first()
-    return dict(row._mapping) if row else None
+    return {k: str(v) for k, v in row._mapping.items()} if row else None  # as JSON gives it back

@@ -16,7 +16,6 @@ from bookingtms.http.public import PublicVenue, public_venue
 from bookingtms.http.responses import OrjsonResponse
 from bookingtms.sessions import service
 from bookingtms.sessions.schemas import SessionEdit
-from bookingtms.venues.service import get_venue
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 public_router = APIRouter(prefix="/v1/public/venues", tags=["public"])
@@ -74,13 +73,13 @@ async def edit_session(session_id: uuid.UUID, body: SessionEdit, if_match: str |
 async def public_availability(activity_id: uuid.UUID | None = None, start: str | None = Query(None, alias="from"),
                               end: str | None = Query(None, alias="to"), available: bool = False,
                               v: PublicVenue = Depends(public_venue)):
-    async def compute():
-        async with read_transaction(v.db_context()) as db:
-            venue = await get_venue(db, v.organization_id, v.venue_id)
-            begin, finish = window(start, end, ZoneInfo(venue["timezone"]))
-            return await service.availability(db, v.organization_id, v.venue_id, activity_id=activity_id,
-                                              start=begin, end=finish, only_available=available)
+    zone = ZoneInfo(v.timezone)
+    begin, finish = window(start, end, zone)
 
-    query = f"{activity_id or ''}|{start or ''}|{end or ''}|{available}"
-    sessions = service.not_started(await cache.availability(v.venue_id, query, compute))
+    async def compute(days):
+        async with read_transaction(v.db_context()) as db:
+            return await service.availability_by_day(db, v.organization_id, v.venue_id, zone, days)
+
+    days = await cache.availability_days(v.venue_id, service.local_days(begin, finish, zone), compute)
+    sessions = service.cut_availability(days, begin, finish, activity_id, available)
     return Response(b'{"sessions":' + sessions + b"}", media_type="application/json")

@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, TIMESTAMP
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookingtms.activities.schedule import Schedule, expand
-from bookingtms.cache import availability_scope, invalidate_after_commit
+from bookingtms.cache import availability_day_scope, availability_scope, invalidate_after_commit
 from bookingtms.config import get_settings
 from bookingtms.errors import Conflict, NotFound, PreconditionFailed
 from bookingtms.http.pagination import keyset, page
@@ -99,6 +99,12 @@ def capacity_changed(db: AsyncConnection, *venue_ids: uuid.UUID) -> None:
     """The venues' cached public availability goes once this transaction commits. Every change of
     a session's capacity, closing or existence calls it."""
     invalidate_after_commit(db, *(availability_scope(v) for v in venue_ids))
+
+
+def session_capacity_changed(db: AsyncConnection, venue_id: uuid.UUID, local_day: date) -> None:
+    """A hold, booking or their end moved one session's capacity: only the cached availability of
+    its local day goes (the venue's other days stay cached)."""
+    invalidate_after_commit(db, availability_day_scope(venue_id, local_day))
 
 
 async def _insert(db: AsyncConnection, org_id: uuid.UUID, activity, starts: list[datetime]) -> int:
@@ -227,39 +233,61 @@ async def edit_session(db: AsyncConnection, org_id: uuid.UUID, session_id: uuid.
     return await get_session(db, org_id, session_id)
 
 
-async def availability(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID, *, activity_id: uuid.UUID | None,
-                       start: datetime, end: datetime, only_available: bool) -> list[dict[str, Any]]:
-    """Open, future sessions of the venue's bookable activities, with what is left and the price."""
+MAX_AVAILABLE = 5000  # sessions in one availability answer
+
+
+async def availability_by_day(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID, zone: ZoneInfo,
+                              days: list[date]) -> dict[date, list[dict[str, Any]]]:
+    """Each of `days` (local to the venue's `zone`) with its open, future sessions of bookable
+    activities, sold-out ones included, ordered by start: what the public availability is cut
+    from (cached day by day)."""
     s, a = activity_sessions.c, activities.c
+    first, last = min(days), max(days)
     query = (
         select(s.id, s.activity_id, s.start_time, s.end_time, s.capacity_total, s.capacity_remaining,
                s.price_at_generation.label("price_amount"), s.currency)
         .join_from(activity_sessions, activities, (a.organization_id == s.organization_id) & (a.id == s.activity_id))
         .where(s.organization_id == org_id, s.venue_id == venue_id, ~s.is_closed, s.start_time > func.now(),
-               s.start_time >= start, s.start_time < end, a.is_active, a.archived_at.is_(None))
-        .order_by(s.start_time, s.id).limit(5000)
+               s.start_time >= _local_midnight(first, zone), s.start_time < _local_midnight(last + timedelta(days=1), zone),
+               a.is_active, a.archived_at.is_(None))
+        .order_by(s.start_time, s.id)
     )
-    if activity_id:
-        query = query.where(s.activity_id == activity_id)
-    if only_available:
-        query = query.where(s.capacity_remaining > 0)
-    return [dict(r._mapping) for r in (await db.execute(query)).all()]
+    wanted = set(days)
+    by_day: dict[date, list[dict[str, Any]]] = {d: [] for d in days}
+    for row in (await db.execute(query)).all():
+        day = row.start_time.astimezone(zone).date()
+        if day in wanted:
+            by_day[day].append(dict(row._mapping))
+    return by_day
 
 
-_FIRST_START = re.compile(rb'"start_time":"([^"]+)"')
+def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, datetime.min.time(), zone)
 
 
-def not_started(sessions_json: bytes) -> bytes:
-    """A cached availability answer (a JSON list ordered by start) without the sessions that have
-    started since it was computed. Decoded only when the first one has started: the hot path
-    sends the cached text as it is."""
-    now, first = datetime.now(timezone.utc), _FIRST_START.search(sessions_json)
-    if first is None or datetime.fromisoformat(first[1].decode()) > now:
-        return sessions_json
-    sessions = orjson.loads(sessions_json)
-    while sessions and datetime.fromisoformat(sessions[0]["start_time"]) <= now:
-        sessions.pop(0)
-    return orjson.dumps(sessions)
+def local_days(begin: datetime, end: datetime, zone: ZoneInfo) -> list[date]:
+    """The venue's local days that [begin, end) touches."""
+    first = begin.astimezone(zone).date()
+    last = (end - timedelta(microseconds=1)).astimezone(zone).date()
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def cut_availability(day_texts: list[bytes], begin: datetime, end: datetime, activity_id: uuid.UUID | None,
+                     only_available: bool) -> bytes:
+    """The JSON list a request asked for, from its days' cached JSON: sessions in [begin, end) that
+    have not started yet, of the activity if one was named, with room left if asked."""
+    now = datetime.now(timezone.utc)
+    activity = str(activity_id) if activity_id else None
+    chosen = []
+    for day in day_texts:
+        for session in orjson.loads(day):
+            starts = datetime.fromisoformat(session["start_time"])
+            if (now < starts and begin <= starts < end and (activity is None or session["activity_id"] == activity)
+                    and (not only_available or session["capacity_remaining"] > 0)):
+                chosen.append(session)
+                if len(chosen) == MAX_AVAILABLE:
+                    return orjson.dumps(chosen)
+    return orjson.dumps(chosen)
 
 
 # --------------------------------------------------------------------------------------------
@@ -274,10 +302,11 @@ _TAKE = text("""
 """)
 
 _RETURN = text("""
-    UPDATE activity_sessions
-       SET capacity_remaining = capacity_remaining + :n, version = version + 1
-     WHERE organization_id = :org AND id = :id
-    RETURNING venue_id
+    UPDATE activity_sessions s
+       SET capacity_remaining = s.capacity_remaining + :n, version = s.version + 1
+      FROM venues v
+     WHERE s.organization_id = :org AND s.id = :id AND v.organization_id = s.organization_id AND v.id = s.venue_id
+    RETURNING s.venue_id, (s.start_time AT TIME ZONE v.timezone)::date AS local_date
 """)
 
 _BOOKABLE = text("""
@@ -320,7 +349,7 @@ async def take_capacity(db: AsyncConnection, org_id: uuid.UUID, session, spots: 
         raise Conflict("This activity is not taking bookings.", code="activity_unavailable")
     left = (await db.execute(_TAKE, {"org": org_id, "id": session.id, "n": spots})).scalar_one_or_none()
     if left is not None:
-        capacity_changed(db, session.venue_id)
+        session_capacity_changed(db, session.venue_id, session.local_date)
         return left
     now = await bookable_session(db, org_id, session.id)
     if now.started:
@@ -331,6 +360,6 @@ async def take_capacity(db: AsyncConnection, org_id: uuid.UUID, session, spots: 
 
 
 async def return_capacity(db: AsyncConnection, org_id: uuid.UUID, session_id: uuid.UUID, spots: int) -> None:
-    venue_id = (await db.execute(_RETURN, {"org": org_id, "id": session_id, "n": spots})).scalar_one_or_none()
-    if venue_id is not None:
-        capacity_changed(db, venue_id)
+    returned = (await db.execute(_RETURN, {"org": org_id, "id": session_id, "n": spots})).first()
+    if returned is not None:
+        session_capacity_changed(db, returned.venue_id, returned.local_date)
