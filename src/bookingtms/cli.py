@@ -78,8 +78,10 @@ def cmd_serve(args) -> int:
     # embedded PostgreSQL and Redis still stop at exit.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
+        # proxy_headers off: the app decides which X-Forwarded-For to believe (BOOKINGTMS_TRUSTED_PROXIES);
+        # uvicorn's own would take it from any loopback peer before the app sees the real one.
         uvicorn.run("bookingtms.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
-                    loop="uvloop", http="httptools", access_log=False, log_level="warning")
+                    loop="uvloop", http="httptools", access_log=False, log_level="warning", proxy_headers=False)
     finally:
         from bookingtms.db.embedded import stop_embedded_redis
 

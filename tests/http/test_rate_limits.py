@@ -226,3 +226,14 @@ async def test_pages_count_per_signed_in_user_files_not_at_all_and_refusals_are_
     refused = await http.get(f"{base}/widget/{tenant.embed_key}", headers=from_ip(other))
     assert refused.status_code == 429 and refused.headers["content-type"].startswith("text/html")
     assert "Too many requests" in refused.text and int(refused.headers["Retry-After"]) >= 1
+
+
+def test_an_untrusted_peer_cannot_pick_its_address(live_server_factory):
+    """Without BOOKINGTMS_TRUSTED_PROXIES no X-Forwarded-For is believed, not even from loopback
+    (the server's own HTTP layer does not rewrite the peer either): a caller sending a new address
+    each time is still counted as itself."""
+    server = live_server_factory({"BOOKINGTMS_RATE_LIMITS": "1", "BOOKINGTMS_RATE_LIMIT_PUBLIC": "4 per 7 minutes"})
+    with httpx.Client(base_url=server.url, timeout=15) as client:
+        statuses = [client.get("/v1/public/venues/no-such-venue/availability",
+                               headers=from_ip(fresh_ip())).status_code for _ in range(6)]
+    assert statuses == [404] * 4 + [429] * 2
