@@ -64,7 +64,10 @@ def create_app() -> FastAPI:
         await close_redis()
         await dispose_engine()
 
-    app = FastAPI(title="BookingTMS", version=__version__, default_response_class=OrjsonResponse, lifespan=lifespan)
+    # FastAPI's own OpenTelemetry hooks off: /metrics and the JSON log lines are ours, and with
+    # them on every request asks the (unconfigured) providers again.
+    app = FastAPI(title="BookingTMS", version=__version__, default_response_class=OrjsonResponse, lifespan=lifespan,
+                  telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False})
     # Each add_middleware wraps the ones added before it. From the outside in: security headers
     # (around everything, 500s included), request id and log line (resolves the client address),
     # CORS for /v1/public/*, rate limits (limits parsed here, so a malformed override stops start-up).

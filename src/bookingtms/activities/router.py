@@ -9,7 +9,7 @@ from bookingtms.activities.schemas import ActivityCreate, ActivityUpdate, Genera
 from bookingtms.audit.service import changed, diff, record
 from bookingtms.db.engine import read_transaction, tenant_transaction
 from bookingtms.http.idempotency import IdempotencyKey, idempotent
-from bookingtms.http.pagination import PageParams
+from bookingtms.http.pagination import PageParams, page_params
 from bookingtms.http.principal import Principal, require
 from bookingtms.sessions import service as sessions_service
 
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/v1/activities", tags=["activities"])
 
 
 @router.get("")
-async def list_activities(venue_id: uuid.UUID | None = None, paging: PageParams = Depends(),
+async def list_activities(venue_id: uuid.UUID | None = None, paging: PageParams = Depends(page_params),
                           p: Principal = Depends(require("activities.view"))):
     async with read_transaction(p.db_context()) as db:
         return await service.list_activities(db, p.organization_id, venue_id, paging.limit, paging.after)

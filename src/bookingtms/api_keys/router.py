@@ -9,14 +9,14 @@ from bookingtms.api_keys.schemas import ApiKeyCreate
 from bookingtms.audit.service import record
 from bookingtms.db.engine import read_transaction, tenant_transaction
 from bookingtms.http.idempotency import IdempotencyKey, idempotent
-from bookingtms.http.pagination import PageParams
+from bookingtms.http.pagination import PageParams, page_params
 from bookingtms.http.principal import Principal, require
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"])
 
 
 @router.get("")
-async def list_keys(paging: PageParams = Depends(), p: Principal = Depends(require("api_keys.manage"))):
+async def list_keys(paging: PageParams = Depends(page_params), p: Principal = Depends(require("api_keys.manage"))):
     async with read_transaction(p.db_context()) as db:  # a list: the replica, which may lag a moment
         return await service.list_keys(db, p.organization_id, paging.limit, paging.after)
 

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Query
 
 from bookingtms.audit import service
 from bookingtms.db.engine import DbContext, read_transaction
-from bookingtms.http.pagination import PageParams
-from bookingtms.http.params import parse_instant
+from bookingtms.http.pagination import PageParams, page_params
+from bookingtms.http.params import on_the_loop, parse_instant
 from bookingtms.http.principal import Principal, require, require_platform
 
 router = APIRouter(tags=["audit"])
@@ -39,7 +39,7 @@ class AuditFilters:
 
 
 @router.get("/v1/audit-log")
-async def organization_audit_log(filters: AuditFilters = Depends(), paging: PageParams = Depends(),
+async def organization_audit_log(filters: AuditFilters = Depends(on_the_loop(AuditFilters)), paging: PageParams = Depends(page_params),
                                  p: Principal = Depends(require("audit.view"))):
     """The organization's own trail, newest first (from the replica: it may lag a moment)."""
     async with read_transaction(p.db_context()) as db:
@@ -48,8 +48,8 @@ async def organization_audit_log(filters: AuditFilters = Depends(), paging: Page
 
 
 @router.get("/v1/platform/audit-log")
-async def platform_audit_log(organization_id: uuid.UUID | None = None, filters: AuditFilters = Depends(),
-                             paging: PageParams = Depends(),
+async def platform_audit_log(organization_id: uuid.UUID | None = None, filters: AuditFilters = Depends(on_the_loop(AuditFilters)),
+                             paging: PageParams = Depends(page_params),
                              p: Principal = Depends(require_platform("platform.audit.view"))):
     """What the platform may see: its own chain (events outside any organization) and what
     platform admins did in organizations. Tenants' own events stay theirs."""

@@ -12,7 +12,8 @@ from bookingtms.bookings import links, service
 from bookingtms.bookings.schemas import CustomerCancel, StaffBookingCreate, StaffCancel
 from bookingtms.db.engine import DbContext, read_transaction, tenant_transaction
 from bookingtms.http.idempotency import IdempotencyKey, idempotent
-from bookingtms.http.pagination import PageParams
+from bookingtms.http.pagination import PageParams, page_params
+from bookingtms.http.params import on_the_loop
 from bookingtms.http.principal import Principal, require
 
 router = APIRouter(prefix="/v1/bookings", tags=["bookings"])
@@ -43,7 +44,7 @@ class BookingFilters:
 
 
 @router.get("")
-async def list_bookings(filters: BookingFilters = Depends(), paging: PageParams = Depends(),
+async def list_bookings(filters: BookingFilters = Depends(on_the_loop(BookingFilters)), paging: PageParams = Depends(page_params),
                         p: Principal = Depends(require("bookings.view"))):
     # From the replica (a list may lag a moment); the audit row is a write, so it goes to the
     # primary, and is committed before the list is answered.
@@ -59,7 +60,7 @@ async def list_bookings(filters: BookingFilters = Depends(), paging: PageParams 
 @router.get("/export.csv", response_class=StreamingResponse,
             responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
                              "description": "The bookings as CSV, times in each venue's zone"}})
-async def export_bookings(filters: BookingFilters = Depends(), p: Principal = Depends(require("bookings.view"))):
+async def export_bookings(filters: BookingFilters = Depends(on_the_loop(BookingFilters)), p: Principal = Depends(require("bookings.view"))):
     """Streams the bookings matching the list's filters as CSV (in session order). Audited as
     `bookings.exported` with the filter and the number of rows."""
     return service.csv_response(p.db_context(), p.organization_id, filters.values, filters.given())

@@ -8,14 +8,14 @@ from bookingtms.audit.service import changed, lock_target, record, record_alone
 from bookingtms.customers import service
 from bookingtms.customers.schemas import CustomerUpdate
 from bookingtms.db.engine import read_transaction, tenant_transaction
-from bookingtms.http.pagination import PageParams
+from bookingtms.http.pagination import PageParams, page_params
 from bookingtms.http.principal import Principal, require
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
 
 @router.get("")
-async def list_customers(q: str | None = Query(None, max_length=200), paging: PageParams = Depends(),
+async def list_customers(q: str | None = Query(None, max_length=200), paging: PageParams = Depends(page_params),
                          p: Principal = Depends(require("customers.view"))):
     # From the replica (a list may lag a moment); the audit row is written on the primary before answering.
     async with read_transaction(p.db_context()) as db:

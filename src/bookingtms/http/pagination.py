@@ -11,12 +11,16 @@ from typing import Any
 from fastapi import Query
 
 from bookingtms.errors import ValidationFailed
+from bookingtms.http.params import on_the_loop
 
 
 class PageParams:
     def __init__(self, limit: int = Query(50, ge=1, le=200), cursor: str | None = Query(None, max_length=512)):
         self.limit = limit
         self.after = decode_cursor(cursor) if cursor else None
+
+
+page_params = on_the_loop(PageParams)  # Depends(page_params)
 
 
 def encode_cursor(values: list[Any]) -> str:

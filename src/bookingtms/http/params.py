@@ -3,6 +3,7 @@ RFC 3339 instants."""
 
 from __future__ import annotations
 
+import inspect
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -41,3 +42,15 @@ def window(start: str | None, end: str | None, zone: ZoneInfo = ZoneInfo("UTC"),
     if finish - begin > timedelta(days=max_days):
         raise ValidationFailed(f"The window may span at most {max_days} days.", field="to")
     return begin, finish
+
+
+def on_the_loop(cls):
+    """`Depends(on_the_loop(Filters))` instead of `Depends()`: FastAPI builds a class dependency in
+    its thread pool (a thread hop on every request); this async twin, with the class's parameters,
+    builds it on the event loop."""
+    async def build(**params):
+        return cls(**params)
+
+    build.__signature__ = inspect.signature(cls, eval_str=True)  # annotations resolved where cls lives
+    build.__qualname__ = build.__name__ = cls.__name__
+    return build

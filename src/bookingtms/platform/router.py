@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Query
 
 from bookingtms.db.engine import PLATFORM_SCOPE, tenant_transaction
 from bookingtms.http.idempotency import IdempotencyKey, idempotent
-from bookingtms.http.pagination import PageParams
+from bookingtms.http.pagination import PageParams, page_params
 from bookingtms.http.principal import Principal, require_platform
 from bookingtms.platform import query_stats
 from bookingtms.platform import service
@@ -37,7 +37,7 @@ async def create_organization(body: OrganizationCreate, key: str | None = Idempo
 
 
 @router.get("/organizations")
-async def list_organizations(paging: PageParams = Depends(),
+async def list_organizations(paging: PageParams = Depends(page_params),
                              status: Literal["active", "suspended"] | None = Query(None),
                              q: str | None = Query(None, max_length=200, description="name or slug contains"),
                              p: Principal = Depends(require_platform("platform.organizations.view"))):
@@ -72,7 +72,7 @@ async def create_access_grant(organization_id: uuid.UUID, body: AccessGrantCreat
 
 
 @router.get("/organizations/{organization_id}/access-grants")
-async def list_access_grants(organization_id: uuid.UUID, paging: PageParams = Depends(),
+async def list_access_grants(organization_id: uuid.UUID, paging: PageParams = Depends(page_params),
                              p: Principal = Depends(require_platform("platform.access_grants.manage"))):
     async with tenant_transaction(p.db_context()) as db:
         return await service.list_grants(db, organization_id, paging.limit, paging.after)

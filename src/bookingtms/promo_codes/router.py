@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from bookingtms.audit.service import changed, diff, record
 from bookingtms.db.engine import read_transaction, tenant_transaction
 from bookingtms.http.idempotency import IdempotencyKey, idempotent
-from bookingtms.http.pagination import PageParams
+from bookingtms.http.pagination import PageParams, page_params
 from bookingtms.http.principal import Principal, require
 from bookingtms.promo_codes import service
 from bookingtms.promo_codes.schemas import PromoCodeCreate, PromoCodeUpdate
@@ -20,7 +20,7 @@ PERMISSION = "promo_codes.manage"
 @router.get("")
 async def list_promo_codes(active: bool | None = Query(None),
                            q: str | None = Query(None, pattern=r"^[A-Za-z0-9_-]{1,64}$"),
-                           paging: PageParams = Depends(), p: Principal = Depends(require(PERMISSION))):
+                           paging: PageParams = Depends(page_params), p: Principal = Depends(require(PERMISSION))):
     async with read_transaction(p.db_context()) as db:  # a list: the replica, which may lag a moment
         return await service.list_codes(db, p.organization_id, active=active, q=q, limit=paging.limit,
                                         after=paging.after)

@@ -9,7 +9,7 @@ from bookingtms import cache
 from bookingtms.audit.service import changed, lock_target, record
 from bookingtms.db.engine import read_transaction, tenant_transaction
 from bookingtms.errors import PreconditionFailed, PreconditionRequired
-from bookingtms.http.pagination import PageParams
+from bookingtms.http.pagination import PageParams, page_params
 from bookingtms.http.params import window
 from bookingtms.http.principal import Principal, require
 from bookingtms.http.public import PublicVenue, public_venue
@@ -37,7 +37,7 @@ def _parse_if_match(value: str | None) -> int:
 @router.get("")
 async def list_sessions(activity_id: uuid.UUID | None = None, venue_id: uuid.UUID | None = None,
                         start: str | None = Query(None, alias="from"), end: str | None = Query(None, alias="to"),
-                        available: bool | None = None, paging: PageParams = Depends(),
+                        available: bool | None = None, paging: PageParams = Depends(page_params),
                         p: Principal = Depends(require("sessions.view"))):
     begin, finish = window(start, end, max_days=366) if (start or end) else (None, None)
     async with read_transaction(p.db_context()) as db:

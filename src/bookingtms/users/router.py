@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from bookingtms.auth import state
 from bookingtms.db.engine import read_transaction, tenant_transaction
 from bookingtms.http.idempotency import IdempotencyKey, idempotent
-from bookingtms.http.pagination import PageParams
+from bookingtms.http.pagination import PageParams, page_params
 from bookingtms.http.principal import Principal, require
 from bookingtms.users import service
 from bookingtms.users.schemas import OrgRole, UserInvite, UserUpdate
@@ -21,7 +21,7 @@ def _rank(p: Principal) -> int:
 
 @router.get("")
 async def list_users(role: OrgRole | None = None, active: bool | None = Query(None),
-                     paging: PageParams = Depends(), p: Principal = Depends(require("users.view"))):
+                     paging: PageParams = Depends(page_params), p: Principal = Depends(require("users.view"))):
     async with read_transaction(p.db_context()) as db:  # a list: the replica, which may lag a moment
         return await service.list_users(db, p.organization_id, role=role, active=active, limit=paging.limit,
                                         after=paging.after)

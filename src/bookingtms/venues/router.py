@@ -9,7 +9,7 @@ from bookingtms.activities import service as activities_service
 from bookingtms.audit.service import changed, diff, record
 from bookingtms.db.engine import read_transaction, tenant_transaction
 from bookingtms.http.idempotency import IdempotencyKey, idempotent
-from bookingtms.http.pagination import PageParams
+from bookingtms.http.pagination import PageParams, page_params
 from bookingtms.http.principal import Principal, require
 from bookingtms.http.public import PublicVenue, public_venue
 from bookingtms.venues import service
@@ -22,7 +22,7 @@ public_router = APIRouter(prefix="/v1/public/venues", tags=["public"])
 
 
 @router.get("")
-async def list_venues(paging: PageParams = Depends(), p: Principal = Depends(require("venues.view"))):
+async def list_venues(paging: PageParams = Depends(page_params), p: Principal = Depends(require("venues.view"))):
     async with read_transaction(p.db_context()) as db:
         return await service.list_venues(db, p.organization_id, paging.limit, paging.after)
 
