@@ -96,9 +96,10 @@ async def embed_lookup(embed_key: str, compute: Callable[[], Awaitable[Any]]) ->
     return await read_through("embed_key", embed_scope(embed_key), "", EMBED_KEY_TTL, compute)
 
 
-async def public_venue(venue_id, compute: Callable[[], Awaitable[Any]]) -> Any:
+async def public_venue(venue_id, compute: Callable[[], Awaitable[Any]]) -> bytes:
+    """The JSON text of the venue's public page."""
     return await read_through("venue", venue_scope(venue_id), "", VENUE_TTL, compute,
-                              settle_ms=_replica_settle_ms())
+                              settle_ms=_replica_settle_ms(), raw=True)
 
 
 def availability_day_scope(venue_id, day: date) -> str:

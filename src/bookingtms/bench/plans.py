@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+
 
 DEFAULT_MIN_ROWS = 10_000  # smaller tables are cheaper to scan than to index; the planner knows
 STATEMENT_KINDS = ("SELECT", "WITH", "UPDATE", "DELETE", "INSERT")

@@ -14,6 +14,7 @@ from bookingtms.db.engine import DbContext, read_transaction, tenant_transaction
 from bookingtms.http.idempotency import IdempotencyKey, idempotent
 from bookingtms.http.pagination import PageParams, page_params
 from bookingtms.http.params import on_the_loop
+from bookingtms.http.responses import OrjsonResponse
 from bookingtms.http.principal import Principal, require
 
 router = APIRouter(prefix="/v1/bookings", tags=["bookings"])
@@ -54,7 +55,7 @@ async def list_bookings(filters: BookingFilters = Depends(on_the_loop(BookingFil
     await record_alone("bookings.listed", organization_id=p.organization_id, target_type="booking", changes={
         "filter": filters.given(), "count": len(result["items"]),
         "booking_ids": [item["id"] for item in result["items"]]})
-    return result
+    return OrjsonResponse(result)
 
 
 @router.get("/export.csv", response_class=StreamingResponse,
@@ -98,7 +99,7 @@ async def get_booking(booking_id: uuid.UUID, p: Principal = Depends(require("boo
         booking = await service.get_booking(db, p.organization_id, booking_id)
         await record(db, "booking.viewed", organization_id=p.organization_id, target_type="booking",
                      target_id=booking_id)
-        return booking
+    return OrjsonResponse(booking)
 
 
 @router.post("/{booking_id}/cancel")
@@ -127,7 +128,7 @@ async def check_in(booking_id: uuid.UUID, p: Principal = Depends(require("bookin
 @public_router.get("/{reference}")
 async def public_booking(reference: str = Reference, email: str = Query(min_length=3, max_length=320)):
     _, booking = await links.find_customer_booking(reference, email)
-    return {k: booking[k] for k in PUBLIC_FIELDS}
+    return OrjsonResponse({k: booking[k] for k in PUBLIC_FIELDS})
 
 
 @public_router.post("/{reference}/cancel")

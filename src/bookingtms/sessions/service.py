@@ -6,7 +6,6 @@ has no live hold or booking, and only such sessions are ever changed by a schedu
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import date, datetime, timedelta, timezone
 from typing import Any

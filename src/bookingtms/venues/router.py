@@ -4,8 +4,6 @@ import uuid
 
 from fastapi import APIRouter, Depends, Response
 
-from bookingtms import cache
-from bookingtms.activities import service as activities_service
 from bookingtms.audit.service import changed, diff, record
 from bookingtms.db.engine import read_transaction, tenant_transaction
 from bookingtms.http.idempotency import IdempotencyKey, idempotent
@@ -65,11 +63,4 @@ async def delete_venue(venue_id: uuid.UUID, p: Principal = Depends(require("venu
 
 @public_router.get("/{embed_key}")
 async def public_venue_info(v: PublicVenue = Depends(public_venue)):
-    async def compute():
-        async with read_transaction(v.db_context()) as db:
-            return {
-                "venue": await service.public_venue_view(db, v.organization_id, v.venue_id),
-                "activities": await activities_service.public_activities(db, v.organization_id, v.venue_id),
-            }
-
-    return await cache.public_venue(v.venue_id, compute)
+    return Response(await service.public_page_json(v), media_type="application/json")  # sent as cached

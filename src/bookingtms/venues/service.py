@@ -10,7 +10,9 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bookingtms import cache
 from bookingtms.cache import availability_scope, embed_scope, invalidate_after_commit, venue_scope
+from bookingtms.db.engine import read_transaction
 from bookingtms.errors import Conflict, NotFound
 from bookingtms.http.pagination import keyset, page
 from bookingtms.models import venues
@@ -137,3 +139,16 @@ async def edit_venue(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID
         await record(db, "venue.updated", organization_id=org_id, target_type="venue", target_id=venue_id,
                      changes=changes)
     return after
+
+
+async def public_page_json(v) -> bytes:
+    """The JSON text of the widget's venue page (GET /v1/public/venues/{key}): the venue and its
+    bookable activities, cached (`v` is the request's http.public.PublicVenue)."""
+    from bookingtms.activities import service as activities_service
+
+    async def compute():
+        async with read_transaction(v.db_context()) as db:
+            return {"venue": await public_venue_view(db, v.organization_id, v.venue_id),
+                    "activities": await activities_service.public_activities(db, v.organization_id, v.venue_id)}
+
+    return await cache.public_venue(v.venue_id, compute)

@@ -15,11 +15,10 @@ import hashlib
 import json
 from functools import lru_cache
 
+import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from bookingtms import cache
-from bookingtms.activities import service as activities_service
 from bookingtms.db.engine import read_transaction
 from bookingtms.http.public import public_venue
 from bookingtms.payments import providers
@@ -47,17 +46,8 @@ async def loader(request: Request) -> Response:
 
 
 async def _public_info(v) -> dict:
-    """The venue and its bookable activities: the same cached answer as GET /v1/public/venues/{key}
-    (the same cache entry, so it must be computed the same way)."""
-
-    async def compute():
-        async with read_transaction(v.db_context()) as db:
-            return {
-                "venue": await venues_service.public_venue_view(db, v.organization_id, v.venue_id),
-                "activities": await activities_service.public_activities(db, v.organization_id, v.venue_id),
-            }
-
-    return await cache.public_venue(v.venue_id, compute)
+    """The venue and its bookable activities: the same cached answer as GET /v1/public/venues/{key}."""
+    return orjson.loads(await venues_service.public_page_json(v))
 
 
 def _truthy(value) -> bool:
