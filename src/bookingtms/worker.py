@@ -15,7 +15,7 @@ from sqlalchemy import make_url, text
 
 from bookingtms.cache import get_redis
 from bookingtms.config import get_settings
-from bookingtms.db.engine import get_engine
+from bookingtms.db.engine import lookup_connection
 from bookingtms.notifications.jobs import deliver_due, queue_reminders
 from bookingtms.payments.jobs import release_lapsed_payments
 from bookingtms.platform.jobs import audit_ended_grants
@@ -41,7 +41,7 @@ async def run_once(extend: bool = True) -> dict[str, int]:
 async def job_lag() -> dict[str, float]:
     """Seconds since the oldest item each job should already have dealt with became due (0 when
     none is waiting): expired holds, due notifications, lapsed payments. Read by /metrics."""
-    async with get_engine().connect() as conn:
+    async with lookup_connection() as conn:
         return {job: lag for job, lag in (await conn.execute(text("SELECT job, lag_seconds FROM job_lag()"))).all()}
 
 

@@ -4,6 +4,7 @@ not leak back into the pool); the RLS context rides on BEGIN; idle pooled connec
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -86,3 +87,17 @@ async def test_a_pooled_connection_lost_while_idle_is_replaced_before_use(owner_
         assert await backend_pid()  # the pool replaced the lost connection
     finally:
         await engine.dispose()
+
+
+async def test_lookups_outside_a_tenant_run_each_statement_as_its_own_transaction():
+    """lookup_connection is autocommit: no BEGIN and ROLLBACK around a one-statement lookup (each
+    statement sees its own now(), which inside one transaction would stand still)."""
+    async with engine_module.lookup_connection() as conn:
+        first = (await conn.execute(text("SELECT now()"))).scalar_one()
+        await asyncio.sleep(0.01)
+        second = (await conn.execute(text("SELECT now()"))).scalar_one()
+    assert second > first
+    async with tenant_transaction(DbContext()) as db:  # the pooled connection is transactional again
+        first = (await db.execute(text("SELECT now()"))).scalar_one()
+        await asyncio.sleep(0.01)
+        assert (await db.execute(text("SELECT now()"))).scalar_one() == first

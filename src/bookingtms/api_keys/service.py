@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bookingtms.api_keys.schemas import ApiKeyCreate
 from bookingtms.auth.permissions import PERMISSION_MATRIX
 from bookingtms.cache import get_redis
-from bookingtms.db.engine import DbContext, get_engine, tenant_transaction
+from bookingtms.db.engine import DbContext, lookup_connection, tenant_transaction
 from bookingtms.errors import Forbidden, NotFound, ValidationFailed
 from bookingtms.http.pagination import keyset, page
 from bookingtms.models import api_keys
@@ -88,7 +88,7 @@ async def _load(prefix: str) -> list[dict[str, Any]]:
     cached = await redis.get(f"auth:apikey:{prefix}")
     if cached is not None:
         return json.loads(cached)
-    async with get_engine().connect() as conn:
+    async with lookup_connection() as conn:
         found = (await conn.execute(text("SELECT * FROM find_api_key(:p)"), {"p": prefix})).all()
     keys = []
     for ref in found:

@@ -23,7 +23,7 @@ from bookingtms.auth.passwords import hash_password_async, password_problems, ve
 from bookingtms.auth.permissions import permissions_for
 from bookingtms.auth.tokens import REFRESH_TTL_SECONDS, hash_opaque, issue_access_token, new_opaque_token
 from bookingtms.config import get_settings
-from bookingtms.db.engine import DbContext, get_engine, tenant_transaction
+from bookingtms.db.engine import DbContext, lookup_connection, tenant_transaction
 from bookingtms.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from bookingtms.http import request_context
 from bookingtms.models import password_resets, platform_team, refresh_tokens, users
@@ -71,7 +71,7 @@ async def _restriction(db: AsyncConnection, user) -> str | None:
 
 
 async def _find_user(email: str):
-    async with get_engine().connect() as conn:
+    async with lookup_connection() as conn:
         return (await conn.execute(text("SELECT * FROM find_login_user(:e)"), {"e": email.strip()})).first()
 
 
@@ -195,7 +195,7 @@ async def sign_in_linked(subject: str, email: str, method: str) -> dict[str, Any
     existing, active member of an organization is signed in: the account linked to this subject,
     or else the one with this email (which is then linked to the subject for good). The same rules
     as a password sign-in follow: TOTP if on, a pending password change or MFA enrolment."""
-    async with get_engine().connect() as conn:
+    async with lookup_connection() as conn:
         found = (await conn.execute(text("SELECT * FROM find_oidc_user(:s, :e)"),
                                     {"s": subject, "e": email.strip().lower()})).first()
     not_linked = Unauthorized("No active BookingTMS staff account is linked to this sign-in; ask your "
@@ -227,7 +227,7 @@ async def refresh(token: str) -> dict[str, Any]:
     """Rotates a refresh token. A token presented twice means it was stolen or replayed: the
     whole chain it belongs to is revoked, for both holders, with its live access tokens."""
     token_hash = hash_opaque(token)
-    async with get_engine().connect() as conn:
+    async with lookup_connection() as conn:
         ref = (await conn.execute(text("SELECT * FROM find_refresh_token(:h)"), {"h": token_hash})).first()
     if ref is None:
         raise Unauthorized("Unknown refresh token.", code="invalid_refresh_token")
@@ -276,7 +276,7 @@ async def logout(db: AsyncConnection, user_id: uuid.UUID, jti: str | None, expir
 
 async def end_refresh_chain(token: str) -> None:
     """Signing out holding only a refresh token (a page whose access token lapsed): its chain ends."""
-    async with get_engine().connect() as conn:
+    async with lookup_connection() as conn:
         ref = (await conn.execute(text("SELECT * FROM find_refresh_token(:h)"), {"h": hash_opaque(token)})).first()
     if ref is None:
         return
@@ -336,7 +336,7 @@ async def request_reset(email: str) -> None:
 
 async def confirm_reset(token: str, new_password: str) -> None:
     check_password_policy(new_password, "new_password")
-    async with get_engine().connect() as conn:
+    async with lookup_connection() as conn:
         ref = (await conn.execute(text("SELECT * FROM find_password_reset(:h)"), {"h": hash_opaque(token)})).first()
     if ref is None:
         raise ValidationFailed("This reset link is not valid.", code="invalid_reset_token", field="token")

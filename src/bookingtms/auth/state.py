@@ -12,7 +12,7 @@ import structlog
 from sqlalchemy import text
 
 from bookingtms.cache import get_redis
-from bookingtms.db.engine import get_engine
+from bookingtms.db.engine import lookup_connection
 
 log = structlog.get_logger("bookingtms.auth")
 TTL_SECONDS = 300
@@ -53,7 +53,7 @@ async def user_state(user_id: uuid.UUID) -> UserState | None:
             return UserState(**json.loads(cached))
     except Exception:  # Redis down: fall back to the database, never to trusting the token
         log.warning("auth_cache_unavailable")
-    async with get_engine().connect() as conn:
+    async with lookup_connection() as conn:
         row = (await conn.execute(text("SELECT * FROM user_auth_state(:u)"), {"u": user_id})).first()
     if row is None:
         return None

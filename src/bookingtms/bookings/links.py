@@ -14,7 +14,7 @@ import hmac
 import uuid
 
 from bookingtms.config import get_settings
-from bookingtms.db.engine import DbContext, get_engine, tenant_transaction
+from bookingtms.db.engine import DbContext, lookup_connection, tenant_transaction
 from bookingtms.errors import NotFound
 
 _SIGNATURE_BYTES = 16  # 128 bits: unguessable, and keeps the link short
@@ -77,7 +77,7 @@ async def find_customer_booking(reference: str, email: str) -> tuple[uuid.UUID, 
     API's lookup and the portal's). A wrong email looks exactly like an unknown reference."""
     from bookingtms.bookings import service
 
-    async with get_engine().connect() as conn:
+    async with lookup_connection() as conn:
         org_ids = await service.organizations_for_reference(conn, reference)
     for org_id in org_ids:
         async with tenant_transaction(DbContext(organization_id=org_id)) as db:

@@ -14,7 +14,7 @@ from sqlalchemy import and_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookingtms.calendars.ics import CalendarEntry
-from bookingtms.db.engine import get_engine
+from bookingtms.db.engine import lookup_connection
 from bookingtms.errors import NotFound
 from bookingtms.models import activities, activity_sessions, bookings, customers, venues
 
@@ -38,7 +38,7 @@ async def organization_for_token(venue_id: uuid.UUID, token: str | None) -> uuid
     archived); None otherwise, whatever the reason."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         return None
-    async with get_engine().connect() as conn:
+    async with lookup_connection() as conn:
         return (await conn.execute(text("SELECT venue_by_calendar_token(:v, :h)"),
                                    {"v": venue_id, "h": hash_token(token)})).scalar_one_or_none()
 

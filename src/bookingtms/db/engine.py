@@ -184,6 +184,15 @@ async def read_transaction(ctx: DbContext) -> AsyncIterator[AsyncConnection]:
             yield conn
 
 
+@asynccontextmanager
+async def lookup_connection() -> AsyncIterator[AsyncConnection]:
+    """A pooled connection for the one-statement SECURITY DEFINER lookups made outside any tenant
+    (embed key, login, token, API key): autocommit, so the statement is its own transaction and
+    costs one round trip, not BEGIN, the statement and ROLLBACK."""
+    async with get_engine().connect() as conn:
+        yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def after_commit(db: AsyncConnection, callback) -> None:
     """Runs `await callback()` after the tenant transaction `db` commits (never if it rolls back),
     e.g. to invalidate caches only once the change is visible to others."""
@@ -211,7 +220,7 @@ async def _run_quietly(callback) -> None:
 async def organizations_with_work(lookup: str, params: dict) -> list[uuid.UUID]:
     """The organizations a SECURITY DEFINER lookup names (`lookup` is its call, e.g.
     "organizations_with_expired_holds(:n)"); it returns identifiers only, across tenants."""
-    async with get_engine().connect() as conn:
+    async with lookup_connection() as conn:
         return list((await conn.execute(text(f"SELECT {lookup}"), params)).scalars())
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 
 from bookingtms import cache
-from bookingtms.db.engine import DbContext, get_engine
+from bookingtms.db.engine import DbContext, lookup_connection
 from bookingtms.errors import Forbidden, NotFound
 
 
@@ -46,6 +46,6 @@ async def public_venue(embed_key: str) -> PublicVenue:
 
 
 async def _lookup(embed_key: str) -> dict | None:
-    async with get_engine().connect() as conn:
+    async with lookup_connection() as conn:
         row = (await conn.execute(text("SELECT * FROM venue_by_embed_key(:k)"), {"k": embed_key})).first()
     return {k: str(v) for k, v in row._mapping.items()} if row else None  # as JSON gives it back
