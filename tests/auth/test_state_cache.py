@@ -10,7 +10,7 @@ from bookingtms.cache import get_redis
 async def test_a_reader_that_raced_a_change_cannot_recache_the_old_state(client, tenant):
     me = (await client.get("/v1/me", headers=tenant.headers)).json()
     user_id = uuid.UUID(me["id"])
-    await state.user_state(user_id)  # cached
+    await state.token_state(user_id, "some-token-id")  # cached
     redis = get_redis()
     stale_generation = (await redis.get(f"auth:user-gen:{user_id}") or b"0").decode()
 
@@ -21,5 +21,5 @@ async def test_a_reader_that_raced_a_change_cannot_recache_the_old_state(client,
                      stale_generation, stale, 300)
     assert await redis.get(f"auth:user:{user_id}") is None
 
-    fresh = await state.user_state(user_id)  # the next reader caches what the database says
-    assert fresh is not None and await redis.get(f"auth:user:{user_id}") is not None
+    fresh, revoked = await state.token_state(user_id, "some-token-id")  # the next reader caches the database's
+    assert fresh is not None and not revoked and await redis.get(f"auth:user:{user_id}") is not None

@@ -45,18 +45,21 @@ return 1
 """
 
 
-async def user_state(user_id: uuid.UUID) -> UserState | None:
-    generation = None
+async def token_state(user_id: uuid.UUID, jti: str) -> tuple[UserState | None, bool]:
+    """What an access token check needs, in one Redis round trip: the user's state (None: no such
+    user) and whether this token was revoked (logout)."""
+    generation = revoked = None
     try:
-        cached, generation = await get_redis().mget(_user_key(user_id), _generation_key(user_id))
+        cached, generation, revoked = await get_redis().mget(_user_key(user_id), _generation_key(user_id),
+                                                             _revoked_key(jti))
         if cached:
-            return UserState(**json.loads(cached))
-    except Exception:  # Redis down: fall back to the database, never to trusting the token
+            return UserState(**json.loads(cached)), revoked is not None
+    except Exception:  # Redis down: the user from the database, never trusting the token alone
         log.warning("auth_cache_unavailable")
     async with lookup_connection() as conn:
         row = (await conn.execute(text("SELECT * FROM user_auth_state(:u)"), {"u": user_id})).first()
     if row is None:
-        return None
+        return None, revoked is not None
     state = UserState(is_active=row.is_active, token_version=row.token_version, role=row.role,
                       organization_id=str(row.organization_id) if row.organization_id else None,
                       organization_status=row.organization_status)
@@ -65,7 +68,7 @@ async def user_state(user_id: uuid.UUID) -> UserState | None:
                                (generation or b"0").decode(), json.dumps(state.__dict__), TTL_SECONDS)
     except Exception:
         pass
-    return state
+    return state, revoked is not None
 
 
 async def forget_user(user_id: uuid.UUID) -> None:
@@ -77,18 +80,14 @@ async def forget_user(user_id: uuid.UUID) -> None:
     await pipe.execute()
 
 
+def _revoked_key(jti: str) -> str:
+    return f"auth:revoked:{jti}"
+
+
 async def revoke_access_token(jti: str, expires_at: int) -> None:
     """Logout: this access token stops working now, not at its expiry."""
     ttl = max(1, expires_at - int(time.time()))
-    await get_redis().set(f"auth:revoked:{jti}", "1", ex=ttl)
-
-
-async def is_revoked(jti: str) -> bool:
-    try:
-        return bool(await get_redis().exists(f"auth:revoked:{jti}"))
-    except Exception:
-        log.warning("auth_cache_unavailable")
-        return False
+    await get_redis().set(_revoked_key(jti), "1", ex=ttl)
 
 
 def _family_key(family_id: uuid.UUID) -> str:

@@ -80,10 +80,10 @@ async def _from_jwt(token: str) -> Principal:
         user_id = uuid.UUID(claims["sub"])
     except (jwt.InvalidTokenError, KeyError, ValueError, TypeError):
         raise _invalid() from None
-    current = await state.user_state(user_id)
+    current, revoked = await state.token_state(user_id, claims["jti"])
     if current is None or not current.is_active:
         raise _invalid("This account is no longer active.", code="token_revoked")
-    if claims["ver"] != current.token_version or await state.is_revoked(claims["jti"]):
+    if claims["ver"] != current.token_version or revoked:
         raise _invalid("This token has been revoked; sign in again.", code="token_revoked")
     # Role and permissions come from the user as they are now, not as they were at sign-in.
     return Principal(
