@@ -139,15 +139,8 @@ async def availability_days(venue_id, days: list[date],
         return values
     wanted = [(day_texts[i], day_generations[i]) for i in missing]
     flight = f"{prefix}{venue_generation}:" + ",".join(f"{d}:{g}" for d, g in wanted)
-    task = _inflight.get(flight)
-    if task is None:
-        task = asyncio.ensure_future(_fill_days(redis, venue_id, venue_generation, prefix, wanted,
-                                                [days[i] for i in missing], compute, flight))
-        _inflight[flight] = task
-        task.add_done_callback(lambda done: _inflight.pop(flight, None) if _inflight.get(flight) is done else None)
-    else:
-        _count_hit("availability")  # another request of this process is computing them
-    filled = await asyncio.shield(task)
+    filled = await _shared("availability", flight, lambda: _fill_days(
+        redis, venue_id, venue_generation, prefix, wanted, [days[i] for i in missing], compute, flight))
     for i, value in zip(missing, filled):
         values[i] = value
     return values
@@ -167,28 +160,17 @@ async def _compute_days(days: list[date], compute) -> list[bytes]:
 async def _fill_days(redis: aioredis.Redis, venue_id, venue_generation: str, prefix: str,
                      wanted: list[tuple[str, str]], days: list[date], compute, flight: str) -> list[bytes]:
     """The missing days: computed here, or by the process holding their lock (then read back)."""
-    lock_key = f"{flight}:lock"
     value_keys = [f"{prefix}{venue_generation}:{d}:{g}" for d, g in wanted]
-    try:
-        if not await redis.set(lock_key, b"1", nx=True, px=LOCK_MS):
-            found = await _wait_for_values(redis, value_keys, lock_key)
-            if found is not None:
-                _count_hit("availability")
-                return found
-    except _REDIS_DOWN as exc:
-        _unavailable(redis, exc)
-        return await _compute_days(days, compute)
-    try:
-        values = await _compute_days(days, compute)
-    except BaseException:
-        await _quietly(redis, redis.delete(lock_key))
-        raise
-    await _quietly(redis, redis.eval(
-        _WRITE_DAYS, 2 + len(wanted), _generation_key(availability_scope(venue_id)), lock_key,
-        *(_generation_key(availability_day_scope(venue_id, day)) for day in days),
-        venue_generation, int(AVAILABILITY_TTL * 1000), _replica_settle_ms(), prefix,
-        *(item for (d, g), value in zip(wanted, values) for item in (d, g, value))))
-    return values
+
+    def store(values: list[bytes]):
+        return redis.eval(
+            _WRITE_DAYS, 2 + len(wanted), _generation_key(availability_scope(venue_id)), f"{flight}:lock",
+            *(_generation_key(availability_day_scope(venue_id, day)) for day in days),
+            venue_generation, int(AVAILABILITY_TTL * 1000), _replica_settle_ms(), prefix,
+            *(item for (d, g), value in zip(wanted, values) for item in (d, g, value)))
+
+    return await _locked_compute(redis, "availability", f"{flight}:lock", value_keys,
+                                 lambda: _compute_days(days, compute), store)
 
 
 # --------------------------------------------------------------------------------------------
@@ -324,40 +306,61 @@ async def _read_through(name: str, scope: str, key: str, ttl: float, compute: Ca
         return found
     generation = generation.decode()
     value_key = f"{prefix}{generation}:{key}"
-    task = _inflight.get(value_key)
+    return await _shared(name, value_key, lambda: _fill(redis, name, scope, generation, value_key, ttl, compute,
+                                                        settle_ms))
+
+
+async def _shared(name: str, key: str, fill: Callable[[], Awaitable[Any]]) -> Any:
+    """Concurrent misses of `key` in this process share one `fill()` (the others count as hits)."""
+    task = _inflight.get(key)
     if task is None:
-        task = asyncio.ensure_future(_fill(redis, name, scope, generation, value_key, ttl, compute, settle_ms))
-        _inflight[value_key] = task
-        task.add_done_callback(lambda done: _inflight.pop(value_key, None) if _inflight.get(value_key) is done else None)
+        task = asyncio.ensure_future(fill())
+        _inflight[key] = task
+        task.add_done_callback(lambda done: _inflight.pop(key, None) if _inflight.get(key) is done else None)
     else:
-        _count_hit(name)  # another request of this process is computing it
+        _count_hit(name)
     return await asyncio.shield(task)  # a caller that goes away does not cancel the others' answer
 
 
 async def _fill(redis: aioredis.Redis, name: str, scope: str, generation: str, value_key: str, ttl: float,
                 compute: Callable[[], Awaitable[Any]], settle_ms: int) -> bytes:
     lock_key = f"{value_key}:lock"
+
+    async def computed() -> list[bytes]:
+        return [await _compute(name, compute)]
+
+    def store(values: list[bytes]):
+        return redis.eval(_WRITE, 3, _generation_key(scope), value_key, lock_key, generation, values[0],
+                          int(ttl * 1000), settle_ms)
+
+    return (await _locked_compute(redis, name, lock_key, [value_key], computed, store))[0]
+
+
+async def _locked_compute(redis: aioredis.Redis, name: str, lock_key: str, value_keys: list[str],
+                          compute: Callable[[], Awaitable[list[bytes]]], store) -> list[bytes]:
+    """`compute()` under a short cross-process lock, then `store(values)` (which frees the lock); a
+    process that finds the lock taken waits for the holder's values instead (or computes itself if
+    the lock goes without them)."""
     try:
         if not await redis.set(lock_key, b"1", nx=True, px=LOCK_MS):
-            found = await _wait_for_value(redis, value_key, lock_key)
+            found = await _wait_for_values(redis, value_keys, lock_key)
             if found is not None:
                 _count_hit(name)
                 return found
     except _REDIS_DOWN as exc:
         _unavailable(redis, exc)
-        return await _compute(name, compute)
+        return await compute()
     try:
-        value = await _compute(name, compute)
+        values = await compute()
     except BaseException:
         await _quietly(redis, redis.delete(lock_key))
         raise
-    await _quietly(redis, redis.eval(_WRITE, 3, _generation_key(scope), value_key, lock_key,
-                                     generation, value, int(ttl * 1000), settle_ms))
-    return value
+    await _quietly(redis, store(values))
+    return values
 
 
 async def _wait_for_values(redis: aioredis.Redis, value_keys: list[str], lock_key: str) -> list[bytes] | None:
-    """As _wait_for_value, for several values written together."""
+    """Another process holds the lock: its values, once all written; None if the lock went first."""
     deadline = time.monotonic() + LOCK_MS / 1000
     while time.monotonic() < deadline:
         await asyncio.sleep(POLL_SECONDS)
@@ -366,17 +369,6 @@ async def _wait_for_values(redis: aioredis.Redis, value_keys: list[str], lock_ke
             return found
         if locked is None:
             return None
-    return None
-
-
-async def _wait_for_value(redis: aioredis.Redis, value_key: str, lock_key: str) -> bytes | None:
-    """Another process holds the lock: its value, once written; None if the lock went without one."""
-    deadline = time.monotonic() + LOCK_MS / 1000
-    while time.monotonic() < deadline:
-        await asyncio.sleep(POLL_SECONDS)
-        raw, locked = await redis.mget(value_key, lock_key)
-        if raw is not None or locked is None:
-            return raw
     return None
 
 
