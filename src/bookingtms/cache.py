@@ -107,21 +107,22 @@ def availability_day_scope(venue_id, day: date) -> str:
     return f"availability:{venue_id}:{day.isoformat()}"
 
 
-async def availability_days(venue_id, days: list[date],
+async def availability_days(venue_id, timezone: str, days: list[date],
                             compute: Callable[[list[date]], Awaitable[dict[date, list]]]) -> list[bytes]:
     """The JSON text of each of `days` (the venue's local days) of the venue's availability, from
     Redis where it is cached, and the rest from one `compute(missing_days)`, which stores them.
 
     A day's value sits under two generations: the venue's (availability_scope: every venue-wide
     change) and the day's own (availability_day_scope: a session's capacity), so a hold on Friday
-    leaves the other days of the venue cached. A request is a hit only when all its days were."""
+    leaves the other days of the venue cached. A request is a hit only when all its days were.
+    The venue's time zone is part of the key: days cut in a zone the venue just left are never read."""
     if not get_settings().cache_enabled:
         return _encode_days(days, await compute(days))
     redis = get_redis()
     if _is_down(redis):
         return await _compute_days(days, compute)
     scope = availability_scope(venue_id)
-    prefix = f"cache:availability:{scope}:"
+    prefix = f"cache:availability:{scope}:{timezone}:"
     day_texts = [d.isoformat() for d in days]
     try:
         found = await redis.eval(_READ_DAYS, 1 + len(days), _generation_key(scope),

@@ -183,14 +183,14 @@ async def test_availability_days_stampede_computes_once_and_an_invalidated_day_a
         await asyncio.sleep(0.05)
         return {d: [{"day": d.isoformat(), "asked": len(asked)}] for d in missing}
 
-    answers = await asyncio.gather(*(cache.availability_days(venue, days, compute) for _ in range(20)))
+    answers = await asyncio.gather(*(cache.availability_days(venue, "Europe/Paris", days, compute) for _ in range(20)))
     assert asked == [days] and all(a == answers[0] for a in answers)
 
     await cache.invalidate(cache.availability_day_scope(venue, days[1]))
-    again = await cache.availability_days(venue, days, compute)
+    again = await cache.availability_days(venue, "Europe/Paris", days, compute)
     assert asked[1:] == [[days[1]]]  # only the invalidated day was computed again
     assert again[0] == answers[0][0] and again[2] == answers[0][2] and again[1] != answers[0][1]
 
     await cache.invalidate(cache.availability_scope(venue))  # a venue-wide change: every day goes
-    await cache.availability_days(venue, days, compute)
+    await cache.availability_days(venue, "Europe/Paris", days, compute)
     assert asked[2:] == [days]

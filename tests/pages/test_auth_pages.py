@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import pyotp
 from sqlalchemy import text
 
-from tests.auth.conftest import make_staff
+from tests.auth.conftest import enrol_totp, make_staff, sign_in
 from tests.factories import PASSWORD
 from tests.pages.helpers import PageClient, csrf_from
 
@@ -232,3 +233,21 @@ async def test_dates_out_of_range_are_a_message_not_an_error(app, tenant, platfo
         await browser.sign_in(platform_admin.email, PASSWORD)
         page = await browser.get("/platform/audit-log?end=9999-12-31")
         assert page.status_code == 422 and "2100" in page.text
+
+
+async def test_x_forwarded_proto_counts_only_from_a_trusted_proxy(app, tenant, settings, monkeypatch):
+    """A TLS proxy that says X-Forwarded-Proto: https gets Secure cookies, the second factor's
+    ticket included; the same header from any other peer changes nothing."""
+    staff = await make_staff(tenant, "admin")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as api:
+        await enrol_totp(api, (await sign_in(api, staff.email))["access_token"])
+    https = {"X-Forwarded-Proto": "https"}
+    for trusted, secure in (("", False), ("127.0.0.1", True)):
+        monkeypatch.setattr(settings, "trusted_proxies", trusted)
+        async with PageClient(app) as browser:  # the in-process peer is 127.0.0.1
+            page = await browser.get("/auth/login", headers=https)
+            assert ("Secure" in cookie_headers(page)["btms_csrf"]) is secure
+            ticket = await browser.post("/auth/login", {"email": staff.email, "password": staff.password},
+                                        headers=https)
+            assert ticket.status_code == 303 and ticket.headers["location"].startswith("/auth/mfa")
+            assert ("Secure" in cookie_headers(ticket)["btms_mfa"]) is secure, cookie_headers(ticket)

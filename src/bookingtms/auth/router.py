@@ -10,6 +10,7 @@ from bookingtms.auth.schemas import (LoginIn, LogoutIn, MfaVerifyIn, PasswordCha
 from bookingtms.auth.tokens import decode_access_token
 from bookingtms.db.engine import tenant_transaction
 from bookingtms.errors import Forbidden
+from bookingtms.http import request_context
 from bookingtms.http.principal import Principal, authenticate
 
 router = APIRouter(prefix="/v1", tags=["auth"])
@@ -118,7 +119,7 @@ async def oidc_login(request: Request):
     url, binding = await oidc.begin()
     response = RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
     response.set_cookie(oidc.BROWSER_COOKIE, binding, max_age=oidc.ATTEMPT_TTL_SECONDS, path=oidc.COOKIE_PATH,
-                        httponly=True, samesite="lax", secure=request.url.scheme == "https")
+                        httponly=True, samesite="lax", secure=request_context.cookies_secure(request.url.scheme))
     return response
 
 

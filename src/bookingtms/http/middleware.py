@@ -25,6 +25,9 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         peer = scope["client"][0] if scope.get("client") else None
         ip = request_context.client_ip(peer, headers.get(b"x-forwarded-for", b"").decode("latin-1") or None)
+        # Behind a trusted TLS-terminating proxy the page cookies are Secure and URLs https.
+        scope["scheme"] = request_context.scheme(peer, scope.get("scheme", "http"),
+                                                 headers.get(b"x-forwarded-proto", b"").decode("latin-1") or None)
         scope["state"]["client_ip"] = ip
         context = request_context.begin(request_context.RequestInfo(
             request_id=request_id, ip=ip, user_agent=headers.get(b"user-agent", b"").decode("latin-1")[:300] or None))

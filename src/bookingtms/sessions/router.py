@@ -80,6 +80,6 @@ async def public_availability(activity_id: uuid.UUID | None = None, start: str |
         async with read_transaction(v.db_context()) as db:
             return await service.availability_by_day(db, v.organization_id, v.venue_id, zone, days)
 
-    days = await cache.availability_days(v.venue_id, service.local_days(begin, finish, zone), compute)
+    days = await cache.availability_days(v.venue_id, v.timezone, service.local_days(begin, finish, zone), compute)
     sessions = service.cut_availability(days, begin, finish, activity_id, available)
     return Response(b'{"sessions":' + sessions + b"}", media_type="application/json")

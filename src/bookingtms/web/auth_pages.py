@@ -69,7 +69,7 @@ async def login(request: Request):
         if error.code == "mfa_required" and error.extra.get("mfa_token"):
             response = redirect(request, f"/auth/mfa?next={quote(next_url or '', safe='/')}")
             response.set_cookie(MFA_COOKIE, error.extra["mfa_token"], max_age=service.MFA_TICKET_TTL_SECONDS,
-                                httponly=True, samesite="strict", secure=request.url.scheme == "https",
+                                httponly=True, samesite="strict", secure=session.cookies_secure(request),
                                 path="/auth/")
             return response
         return render(request, "auth/login.html", status=error.status, next=next_url or "", email=email,

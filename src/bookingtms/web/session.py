@@ -25,6 +25,7 @@ from starlette.responses import Response
 from bookingtms.auth.tokens import ACCESS_COOKIE
 from bookingtms.config import get_settings
 from bookingtms.errors import AppError, Forbidden, Unauthorized
+from bookingtms.http import request_context
 from bookingtms.http.principal import Principal, _from_jwt, ensure_permission, ensure_platform
 
 REFRESH_COOKIE = "btms_refresh"
@@ -46,10 +47,8 @@ class LoginRequired(AppError):
         self.step = step  # password_change | mfa_enrollment: the page that finishes it
 
 
-def _secure(request: Request) -> bool:
-    """https as the browser sees it: this request's scheme, or the configured public base URL (behind
-    a TLS-terminating proxy the app itself may see plain http)."""
-    return request.url.scheme == "https" or get_settings().base_url.startswith("https://")
+def cookies_secure(request: Request) -> bool:
+    return request_context.cookies_secure(request.url.scheme)
 
 
 def _our_origins(request: Request) -> set[str]:
@@ -122,7 +121,7 @@ def _decided_cookies(scope) -> list[tuple[bytes, bytes]]:
     state = scope.get("state") or {}
     if not any(state.get(k) for k in ("new_csrf_cookie", "renewed_pair", "flash_taken")):
         return []
-    secure = scope.get("scheme") == "https" or get_settings().base_url.startswith("https://")
+    secure = request_context.cookies_secure(scope.get("scheme"))
     jar = Response()
     if state.get("new_csrf_cookie"):
         jar.set_cookie(CSRF_COOKIE, state["new_csrf_cookie"], httponly=True, samesite="lax", secure=secure, path="/")
@@ -137,7 +136,7 @@ def set_flash(request: Request, response: Response, message: str) -> None:
     """A one-time message for the next page (a cookie: only this site can set it, so no link can fake one)."""
     request.state.flash_set = True
     response.set_cookie(FLASH_COOKIE, quote(message[:300]), max_age=60, httponly=True, samesite="lax",
-                        secure=_secure(request), path="/")
+                        secure=cookies_secure(request), path="/")
 
 
 def take_flash(request: Request) -> str | None:
@@ -151,7 +150,7 @@ def take_flash(request: Request) -> str | None:
 # The signed-in user
 # ----------------------------------------------------------------------------------------------
 def set_session(request: Request, response: Response, pair: dict) -> None:
-    _set_pair(response, pair, _secure(request))
+    _set_pair(response, pair, cookies_secure(request))
 
 
 def _set_pair(response: Response, pair: dict, secure: bool) -> None:
@@ -243,8 +242,6 @@ async def signed_in(request: Request) -> Principal | None:
     if principal is None:
         principal = await _renewed(request)
     if principal is not None:
-        from bookingtms.http import request_context
-
         request_context.set_actor(str(principal.user_id), "platform" if principal.is_platform else "user",
                                   principal.email)
     request.state.page_principal = principal
