@@ -242,3 +242,21 @@ async def test_a_hold_moves_only_its_day_and_every_query_shares_the_cached_days(
     one_day = await availability(client, tenant, activity_id=activity["id"], available="true", **{"from": day, "to": day})
     assert list(one_day) == [s for s in one_day if one_day[s]["start_time"][:10] == day] and second["id"] in one_day
     assert hits("availability") == before + 1  # cut from the cached day
+
+
+async def test_a_window_with_too_many_sessions_is_refused_not_cut_short(client, tenant, monkeypatch):
+    """Days are cached whole or not at all: dates holding more sessions than one request may read
+    are a clear 422 naming `to`, and nothing of them is cached."""
+    from bookingtms.sessions import service as sessions_service
+
+    activity = await make_activity(client, tenant)
+    session = await future_session(client, tenant, activity)
+    day = session["start_time"][:10]
+    that_day = await availability(client, tenant, **{"from": day, "to": day})
+    monkeypatch.setattr(sessions_service, "MAX_AVAILABILITY_ROWS", len(that_day))  # that day, not two weeks
+    await cache.invalidate(cache.availability_scope(tenant.venue_id))
+    refused = await client.get(f"/v1/public/venues/{tenant.embed_key}/availability")  # two weeks of sessions
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["code"] == "window_too_large" and refused.json()["field"] == "to"
+    one = await client.get(f"/v1/public/venues/{tenant.embed_key}/availability", params={"from": day, "to": day})
+    assert one.status_code == 200 and session["id"] in {s["id"] for s in one.json()["sessions"]}

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bookingtms.activities.schedule import Schedule, expand
 from bookingtms.cache import availability_day_scope, availability_scope, invalidate_after_commit
 from bookingtms.config import get_settings
-from bookingtms.errors import Conflict, NotFound, PreconditionFailed
+from bookingtms.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
 from bookingtms.http.pagination import keyset, page
 from bookingtms.models import activities, activity_sessions, venues
 
@@ -233,6 +233,7 @@ async def edit_session(db: AsyncConnection, org_id: uuid.UUID, session_id: uuid.
 
 
 MAX_AVAILABLE = 5000  # sessions in one availability answer
+MAX_AVAILABILITY_ROWS = 20_000  # sessions read to fill the missing days of one request
 
 
 async def availability_by_day(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID, zone: ZoneInfo,
@@ -249,11 +250,15 @@ async def availability_by_day(db: AsyncConnection, org_id: uuid.UUID, venue_id: 
         .where(s.organization_id == org_id, s.venue_id == venue_id, ~s.is_closed, s.start_time > func.now(),
                s.start_time >= _local_midnight(first, zone), s.start_time < _local_midnight(last + timedelta(days=1), zone),
                a.is_active, a.archived_at.is_(None))
-        .order_by(s.start_time, s.id)
+        .order_by(s.start_time, s.id).limit(MAX_AVAILABILITY_ROWS + 1)
     )
+    rows = (await db.execute(query)).all()
+    if len(rows) > MAX_AVAILABILITY_ROWS:  # a day cut short must not be cached as if it were whole
+        raise ValidationFailed(f"These dates hold more than {MAX_AVAILABILITY_ROWS:,} sessions; ask for fewer days.",
+                               code="window_too_large", field="to")
     wanted = set(days)
     by_day: dict[date, list[dict[str, Any]]] = {d: [] for d in days}
-    for row in (await db.execute(query)).all():
+    for row in rows:
         day = row.start_time.astimezone(zone).date()
         if day in wanted:
             by_day[day].append(dict(row._mapping))
