@@ -76,7 +76,9 @@ GENERATION_TTL_MS = 3600_000  # far beyond any value's TTL, so an expired genera
 
 
 def embed_scope(embed_key: str) -> str:
-    return f"embed:{embed_key}"
+    # "embed2": the value carries the venue's time zone since migration 0010; values of the old
+    # shape, still in Redis for minutes after an upgrade, are never read.
+    return f"embed2:{embed_key}"
 
 
 def venue_scope(venue_id) -> str:

@@ -91,18 +91,16 @@ async def run_forever(interval: float, stop: asyncio.Event) -> None:
 async def _rounds(interval: float, stop: asyncio.Event, holder: str) -> None:
     last_extend = 0.0
     while not stop.is_set():
-        try:
-            if not await hold_lease(holder, interval):
-                await _pause(stop, interval)
-                continue
-            extend = time.monotonic() - last_extend >= HORIZON_EVERY_SECONDS
-            result = await run_once(extend)
-            if extend:
-                last_extend = time.monotonic()
-            if any(result.values()):
-                log.info("jobs_ran", **result)
-        except Exception:  # a failing round must not stop the loop; the next round retries
-            log.exception("jobs_failed")
+        if await hold_lease(holder, interval):
+            try:
+                extend = time.monotonic() - last_extend >= HORIZON_EVERY_SECONDS
+                result = await run_once(extend)
+                if extend:
+                    last_extend = time.monotonic()
+                if any(result.values()):
+                    log.info("jobs_ran", **result)
+            except Exception:  # a failing round must not stop the loop; the next round retries
+                log.exception("jobs_failed")
         await _pause(stop, interval)
 
 

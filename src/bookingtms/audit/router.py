@@ -39,7 +39,8 @@ class AuditFilters:
 
 
 @router.get("/v1/audit-log")
-async def organization_audit_log(filters: AuditFilters = Depends(on_the_loop(AuditFilters)), paging: PageParams = Depends(page_params),
+async def organization_audit_log(filters: AuditFilters = Depends(on_the_loop(AuditFilters)),
+                                 paging: PageParams = Depends(page_params),
                                  p: Principal = Depends(require("audit.view"))):
     """The organization's own trail, newest first (from the replica: it may lag a moment)."""
     async with read_transaction(p.db_context()) as db:
@@ -48,7 +49,8 @@ async def organization_audit_log(filters: AuditFilters = Depends(on_the_loop(Aud
 
 
 @router.get("/v1/platform/audit-log")
-async def platform_audit_log(organization_id: uuid.UUID | None = None, filters: AuditFilters = Depends(on_the_loop(AuditFilters)),
+async def platform_audit_log(organization_id: uuid.UUID | None = None,
+                             filters: AuditFilters = Depends(on_the_loop(AuditFilters)),
                              paging: PageParams = Depends(page_params),
                              p: Principal = Depends(require_platform("platform.audit.view"))):
     """What the platform may see: its own chain (events outside any organization) and what

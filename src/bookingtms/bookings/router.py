@@ -45,7 +45,8 @@ class BookingFilters:
 
 
 @router.get("")
-async def list_bookings(filters: BookingFilters = Depends(on_the_loop(BookingFilters)), paging: PageParams = Depends(page_params),
+async def list_bookings(filters: BookingFilters = Depends(on_the_loop(BookingFilters)),
+                        paging: PageParams = Depends(page_params),
                         p: Principal = Depends(require("bookings.view"))):
     # From the replica (a list may lag a moment); the audit row is a write, so it goes to the
     # primary, and is committed before the list is answered.
@@ -61,7 +62,8 @@ async def list_bookings(filters: BookingFilters = Depends(on_the_loop(BookingFil
 @router.get("/export.csv", response_class=StreamingResponse,
             responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
                              "description": "The bookings as CSV, times in each venue's zone"}})
-async def export_bookings(filters: BookingFilters = Depends(on_the_loop(BookingFilters)), p: Principal = Depends(require("bookings.view"))):
+async def export_bookings(filters: BookingFilters = Depends(on_the_loop(BookingFilters)),
+                          p: Principal = Depends(require("bookings.view"))):
     """Streams the bookings matching the list's filters as CSV (in session order). Audited as
     `bookings.exported` with the filter and the number of rows."""
     return service.csv_response(p.db_context(), p.organization_id, filters.values, filters.given())

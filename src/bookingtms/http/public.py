@@ -35,8 +35,6 @@ async def public_venue(embed_key: str) -> PublicVenue:
     # Unknown keys are cached too (as null): a key only starts working through a venue edit, which
     # invalidates it, so a flood of wrong keys does not reach the database.
     found = await cache.embed_lookup(embed_key, lambda: _lookup(embed_key))
-    if found is not None and "timezone" not in found:  # cached before migration 0010, for minutes
-        found = await _lookup(embed_key)
     if found is None:
         raise NotFound("No venue has this embed key.", code="venue_not_found")
     if found["organization_status"] != "active":
@@ -48,4 +46,4 @@ async def public_venue(embed_key: str) -> PublicVenue:
 async def _lookup(embed_key: str) -> dict | None:
     async with lookup_connection() as conn:
         row = (await conn.execute(text("SELECT * FROM venue_by_embed_key(:k)"), {"k": embed_key})).first()
-    return {k: str(v) for k, v in row._mapping.items()} if row else None  # as JSON gives it back
+    return dict(row._mapping) if row else None

@@ -18,7 +18,8 @@ router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
 async def list_notifications(status: Literal["pending", "sent", "failed", "dead"] | None = None,
                              kind: str | None = Query(None, pattern=r"^[a-z_]{1,64}$"),
                              booking_id: uuid.UUID | None = None,
-                             paging: PageParams = Depends(page_params), p: Principal = Depends(require("bookings.view"))):
+                             paging: PageParams = Depends(page_params),
+                             p: Principal = Depends(require("bookings.view"))):
     """The organization's outgoing notifications, newest first; `?status=dead` lists the dead letters."""
     async with tenant_transaction(p.db_context()) as db:
         return await service.list_notifications(db, p.organization_id, status=status, kind=kind,

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bookingtms.activities.schedule import Schedule, expand
 from bookingtms.cache import availability_day_scope, availability_scope, invalidate_after_commit
 from bookingtms.config import get_settings
-from bookingtms.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
+from bookingtms.errors import Conflict, NotFound, PreconditionFailed, SoldOut, ValidationFailed
 from bookingtms.http.pagination import keyset, page
 from bookingtms.models import activities, activity_sessions, venues
 
@@ -248,8 +248,8 @@ async def availability_by_day(db: AsyncConnection, org_id: uuid.UUID, venue_id: 
                s.price_at_generation.label("price_amount"), s.currency)
         .join_from(activity_sessions, activities, (a.organization_id == s.organization_id) & (a.id == s.activity_id))
         .where(s.organization_id == org_id, s.venue_id == venue_id, ~s.is_closed, s.start_time > func.now(),
-               s.start_time >= _local_midnight(first, zone), s.start_time < _local_midnight(last + timedelta(days=1), zone),
-               a.is_active, a.archived_at.is_(None))
+               s.start_time >= _local_midnight(first, zone),
+               s.start_time < _local_midnight(last + timedelta(days=1), zone), a.is_active, a.archived_at.is_(None))
         .order_by(s.start_time, s.id).limit(MAX_AVAILABILITY_ROWS + 1)
     )
     rows = (await db.execute(query)).all()
@@ -336,8 +336,6 @@ async def bookable_session(db: AsyncConnection, org_id: uuid.UUID, session_id: u
 
 
 def check_party_size(session, spots: int, field: str) -> None:
-    from bookingtms.errors import ValidationFailed
-
     if not session.min_players <= spots <= session.max_players:
         raise ValidationFailed(
             f"{field} must be between {session.min_players} and {session.max_players} for this activity.",
@@ -347,8 +345,6 @@ def check_party_size(session, spots: int, field: str) -> None:
 async def take_capacity(db: AsyncConnection, org_id: uuid.UUID, session, spots: int) -> int:
     """One atomic conditional UPDATE: succeeds only while enough capacity is left, so concurrent
     buyers can never oversell. Returns what remains."""
-    from bookingtms.errors import SoldOut, ValidationFailed
-
     if not session.bookable:
         raise Conflict("This activity is not taking bookings.", code="activity_unavailable")
     left = (await db.execute(_TAKE, {"org": org_id, "id": session.id, "n": spots})).scalar_one_or_none()

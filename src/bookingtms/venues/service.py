@@ -11,6 +11,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookingtms import cache
+from bookingtms.activities import service as activities_service
 from bookingtms.cache import availability_scope, embed_scope, invalidate_after_commit, venue_scope
 from bookingtms.db.engine import read_transaction
 from bookingtms.errors import Conflict, NotFound
@@ -144,8 +145,6 @@ async def edit_venue(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID
 async def public_page_json(v) -> bytes:
     """The JSON text of the widget's venue page (GET /v1/public/venues/{key}): the venue and its
     bookable activities, cached (`v` is the request's http.public.PublicVenue)."""
-    from bookingtms.activities import service as activities_service
-
     async def compute():
         async with read_transaction(v.db_context()) as db:
             return {"venue": await public_venue_view(db, v.organization_id, v.venue_id),
