@@ -44,6 +44,10 @@ def _ip(value: str | None) -> str | None:
         return None
 
 
+# Built once (SQLAlchemy memoizes its cache key): every audited request runs it.
+_INSERT_AUDIT = insert(audit_log)
+
+
 async def record(db: AsyncConnection, action: str, *, organization_id: uuid.UUID | None,
                  target_type: str | None = None, target_id: Any = None, changes: dict[str, Any] | None = None) -> None:
     """Appends one audit row in the caller's transaction (so it commits or rolls back with the
@@ -54,7 +58,7 @@ async def record(db: AsyncConnection, action: str, *, organization_id: uuid.UUID
         actor_id = uuid.UUID(info.actor_id) if info.actor_id else None
     except ValueError:
         actor_id = None
-    await db.execute(insert(audit_log).values(
+    await db.execute(_INSERT_AUDIT, dict(
         organization_id=organization_id, actor_id=actor_id, actor_type=info.actor_type, actor_label=info.actor_label,
         action=action, target_type=target_type, target_id=str(target_id) if target_id is not None else None,
         request_id=info.request_id, ip=_ip(info.ip), changes=jsonable_encoder(redact(changes or {}))))

@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import Header
 from fastapi.encoders import jsonable_encoder
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,6 +21,14 @@ from bookingtms.http.responses import OrjsonResponse
 from bookingtms.models import idempotency_keys
 
 IdempotencyKey = Header(None, alias="Idempotency-Key", max_length=255)
+
+# Built once (SQLAlchemy memoizes a statement's cache key): every keyed checkout runs them.
+_CLAIM = (pg_insert(idempotency_keys).on_conflict_do_nothing(index_elements=["organization_id", "scope", "key"])
+          .returning(idempotency_keys.c.id))
+_FIRST = select(idempotency_keys).where(idempotency_keys.c.organization_id == bindparam("organization_id"),
+                                        idempotency_keys.c.scope == bindparam("scope"),
+                                        idempotency_keys.c.key == bindparam("key"))
+_ANSWER = update(idempotency_keys).where(idempotency_keys.c.id == bindparam("claimed"))
 
 
 def _fingerprint(payload: Any) -> str:
@@ -36,22 +44,15 @@ async def idempotent(db: AsyncConnection, key: str | None, *, organization_id: u
     if not key:
         raise ValidationFailed("Idempotency-Key must not be blank.", field="Idempotency-Key")
     request_hash = _fingerprint(payload)
-    where = (idempotency_keys.c.organization_id == organization_id) & (idempotency_keys.c.scope == scope) & (
-        idempotency_keys.c.key == key)
-    claimed = (await db.execute(
-        pg_insert(idempotency_keys)
-        .values(organization_id=organization_id, scope=scope, key=key, request_hash=request_hash)
-        .on_conflict_do_nothing(index_elements=["organization_id", "scope", "key"])
-        .returning(idempotency_keys.c.id)
-    )).scalar_one_or_none()
+    key_params = {"organization_id": organization_id, "scope": scope, "key": key}
+    claimed = (await db.execute(_CLAIM, {**key_params, "request_hash": request_hash})).scalar_one_or_none()
     if claimed is None:
-        first = (await db.execute(select(idempotency_keys).where(where))).one()
+        first = (await db.execute(_FIRST, key_params)).one()
         if first.request_hash != request_hash:
             raise ValidationFailed("This Idempotency-Key was used with a different request.",
                                    code="idempotency_key_reused", field="Idempotency-Key")
         return OrjsonResponse(first.response_body, status_code=first.response_status,
                               headers={"Idempotent-Replayed": "true"})
     body = jsonable_encoder(await create())
-    await db.execute(update(idempotency_keys).where(idempotency_keys.c.id == claimed)
-                     .values(response_status=status_code, response_body=body))
+    await db.execute(_ANSWER, {"claimed": claimed, "response_status": status_code, "response_body": body})
     return OrjsonResponse(body, status_code=status_code)

@@ -21,6 +21,9 @@ LIST_COLUMNS = ("id", "kind", "channel", "recipient", "status", "attempts", "nex
                 "sent_at", "created_at", "booking_id", "provider_message_id")
 
 
+_ENQUEUE = insert(notification_outbox).returning(notification_outbox.c.id)  # built once: every booking runs it
+
+
 async def enqueue(db: AsyncConnection, org_id: uuid.UUID, kind: str, recipient: str, payload: dict[str, Any],
                   channel: str = "email", booking_id: uuid.UUID | None = None) -> uuid.UUID:
     if booking_id is None and payload.get("booking_id"):
@@ -28,9 +31,8 @@ async def enqueue(db: AsyncConnection, org_id: uuid.UUID, kind: str, recipient: 
             booking_id = uuid.UUID(str(payload["booking_id"]))
         except ValueError:
             booking_id = None
-    return (await db.execute(insert(notification_outbox).values(
-        organization_id=org_id, kind=kind, channel=channel, recipient=recipient, payload=payload,
-        booking_id=booking_id).returning(notification_outbox.c.id))).scalar_one()
+    return (await db.execute(_ENQUEUE, dict(organization_id=org_id, kind=kind, channel=channel, recipient=recipient,
+                                            payload=payload, booking_id=booking_id))).scalar_one()
 
 
 async def list_notifications(db: AsyncConnection, org_id: uuid.UUID, *, status: str | None, kind: str | None,

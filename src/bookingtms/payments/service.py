@@ -42,9 +42,12 @@ def proportional_fee(fee: int, charge_amount: int, refunded_total: int) -> int:
     return min(int(share), fee)
 
 
+_INSERT_PAYMENT = insert(payments)  # built once: every widget checkout runs it
+
+
 async def record_offline_charge(db: AsyncConnection, org_id: uuid.UUID, booking_id: uuid.UUID, amount: int,
                                 currency: str) -> dict:
-    await db.execute(insert(payments).values(
+    await db.execute(_INSERT_PAYMENT, dict(
         organization_id=org_id, booking_id=booking_id, provider=OFFLINE, kind="charge", amount=amount,
         currency=currency, status="pending", net_to_merchant=amount))
     return {"provider": OFFLINE, "status": "pending", "checkout_url": None}

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookingtms.errors import Forbidden, NotFound
@@ -36,24 +36,29 @@ class Usage:
     plan: str
 
 
+# What is counted, and each kind's plan limit, as statements built once (SQLAlchemy memoizes a
+# statement's cache key): every hold and checkout runs two of them.
+_ORG = bindparam("org_id")
+_COUNTS = {
+    "staff": select(func.count()).select_from(users).where(users.c.organization_id == _ORG, users.c.is_active),
+    "venues": select(func.count()).select_from(venues).where(venues.c.organization_id == _ORG,
+                                                             venues.c.status != "archived"),
+    "bookings_per_month": select(func.count()).select_from(bookings).where(
+        bookings.c.organization_id == _ORG, bookings.c.status != "cancelled", bookings.c.created_at >= _MONTH_START),
+}
+_PLAN_LIMITS = {kind: select(column.label("limit"), plans.c.slug)
+                .join_from(organizations, plans, plans.c.id == organizations.c.plan_id).where(organizations.c.id == _ORG)
+                for kind, column in _PLAN_COLUMN.items()}
+
+
 async def _count(db: AsyncConnection, org_id: uuid.UUID, kind: str) -> int:
-    if kind == "staff":
-        query = select(func.count()).select_from(users).where(users.c.organization_id == org_id, users.c.is_active)
-    elif kind == "venues":
-        query = select(func.count()).select_from(venues).where(venues.c.organization_id == org_id,
-                                                               venues.c.status != "archived")
-    else:
-        query = select(func.count()).select_from(bookings).where(
-            bookings.c.organization_id == org_id, bookings.c.status != "cancelled", bookings.c.created_at >= _MONTH_START)
-    return (await db.execute(query)).scalar_one()
+    return (await db.execute(_COUNTS[kind], {"org_id": org_id})).scalar_one()
 
 
 async def _plan_limit(db: AsyncConnection, org_id: uuid.UUID, kind: str):
-    if kind not in _PLAN_COLUMN:
-        raise ValueError(f"unknown limit kind {kind!r}; expected one of {sorted(_PLAN_COLUMN)}")
-    row = (await db.execute(select(_PLAN_COLUMN[kind].label("limit"), plans.c.slug)
-                            .join_from(organizations, plans, plans.c.id == organizations.c.plan_id)
-                            .where(organizations.c.id == org_id))).first()
+    if kind not in _PLAN_LIMITS:
+        raise ValueError(f"unknown limit kind {kind!r}; expected one of {sorted(_PLAN_LIMITS)}")
+    row = (await db.execute(_PLAN_LIMITS[kind], {"org_id": org_id})).first()
     if row is None:
         raise NotFound("No such organization.", code="organization_not_found")
     return row

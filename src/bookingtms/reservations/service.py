@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import and_, select, text, update
+from sqlalchemy import and_, bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookingtms.bookings import links
@@ -60,14 +60,27 @@ async def hold(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID, data
             "expires_at": row.expires_at}
 
 
-async def _locked(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID, reservation_id: uuid.UUID):
+def _locked_query():
     r, s = slot_reservations.c, activity_sessions.c
-    row = (await db.execute(
+    return (
         select(r.id, r.session_id, r.spots_reserved, r.status, r.booking_id, s.venue_id,
                (r.expires_at <= text("now()")).label("lapsed"))
         .join_from(slot_reservations, activity_sessions, and_(s.organization_id == r.organization_id, s.id == r.session_id))
-        .where(r.organization_id == org_id, r.id == reservation_id).with_for_update(of=slot_reservations)
-    )).first()
+        .where(r.organization_id == bindparam("org_id"), r.id == bindparam("reservation_id"))
+        .with_for_update(of=slot_reservations)
+    )
+
+
+# The checkout's statements, built once (SQLAlchemy memoizes a statement's cache key).
+_LOCKED = _locked_query()
+_SET_STATUS = update(slot_reservations).where(slot_reservations.c.organization_id == bindparam("org_id"),
+                                              slot_reservations.c.id == bindparam("reservation_id"))
+_REQUIRE_PHONE = select(venues.c.settings["require_phone"].astext).where(
+    venues.c.organization_id == bindparam("org_id"), venues.c.id == bindparam("venue_id"))
+
+
+async def _locked(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID, reservation_id: uuid.UUID):
+    row = (await db.execute(_LOCKED, {"org_id": org_id, "reservation_id": reservation_id})).first()
     if row is None or row.venue_id != venue_id:
         raise NotFound("No such reservation.", code="reservation_not_found")
     return row
@@ -80,15 +93,13 @@ async def release(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID, r
         raise Conflict("This reservation is already a booking; cancel the booking instead.", code="reservation_converted")
     if row.status != "held":
         return
-    await db.execute(update(slot_reservations).where(slot_reservations.c.organization_id == org_id,
-                                                     slot_reservations.c.id == reservation_id).values(status="released"))
+    await db.execute(_SET_STATUS, {"org_id": org_id, "reservation_id": reservation_id, "status": "released"})
     await sessions_service.return_capacity(db, org_id, row.session_id, row.spots_reserved)
 
 
 async def _phone_required(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID) -> bool:
     """The venue's setting `require_phone` (its widget asks for a phone number as required)."""
-    value = (await db.execute(select(venues.c.settings["require_phone"].astext).where(
-        venues.c.organization_id == org_id, venues.c.id == venue_id))).scalar_one_or_none()
+    value = (await db.execute(_REQUIRE_PHONE, {"org_id": org_id, "venue_id": venue_id})).scalar_one_or_none()
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
@@ -113,9 +124,8 @@ async def checkout(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID, 
                                                    customer=data.customer, source="widget",
                                                    reservation_id=reservation_id, promo_code=data.promo_code,
                                                    online_payment=True)
-    await db.execute(update(slot_reservations).where(
-        slot_reservations.c.organization_id == org_id, slot_reservations.c.id == reservation_id
-    ).values(status="converted", booking_id=result["booking"]["id"]))
+    await db.execute(_SET_STATUS, {"org_id": org_id, "reservation_id": reservation_id, "status": "converted",
+                                   "booking_id": result["booking"]["id"]})
     # The customer's signed link to view, add to a calendar or cancel the booking (web/portal.py).
     result["manage_url"] = links.manage_url(org_id, result["booking"]["id"], data.customer.email)
     return result

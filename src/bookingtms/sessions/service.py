@@ -236,23 +236,32 @@ MAX_AVAILABLE = 5000  # sessions in one availability answer
 MAX_AVAILABILITY_ROWS = 20_000  # sessions read to fill the missing days of one request
 
 
+def _availability_query():
+    s, a = activity_sessions.c, activities.c
+    return (
+        select(s.id, s.activity_id, s.start_time, s.end_time, s.capacity_total, s.capacity_remaining,
+               s.price_at_generation.label("price_amount"), s.currency)
+        .join_from(activity_sessions, activities, (a.organization_id == s.organization_id) & (a.id == s.activity_id))
+        .where(s.organization_id == bindparam("org_id"), s.venue_id == bindparam("venue_id"), ~s.is_closed,
+               s.start_time > func.now(), s.start_time >= bindparam("begin"), s.start_time < bindparam("end"),
+               a.is_active, a.archived_at.is_(None))
+        .order_by(s.start_time, s.id).limit(bindparam("row_cap"))
+    )
+
+
+# Built once: SQLAlchemy memoizes a statement's cache key, so a cache miss skips rebuilding it.
+_AVAILABILITY = _availability_query()
+
+
 async def availability_by_day(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID, zone: ZoneInfo,
                               days: list[date]) -> dict[date, list[dict[str, Any]]]:
     """Each of `days` (local to the venue's `zone`) with its open, future sessions of bookable
     activities, sold-out ones included, ordered by start: what the public availability is cut
     from (cached day by day)."""
-    s, a = activity_sessions.c, activities.c
     first, last = min(days), max(days)
-    query = (
-        select(s.id, s.activity_id, s.start_time, s.end_time, s.capacity_total, s.capacity_remaining,
-               s.price_at_generation.label("price_amount"), s.currency)
-        .join_from(activity_sessions, activities, (a.organization_id == s.organization_id) & (a.id == s.activity_id))
-        .where(s.organization_id == org_id, s.venue_id == venue_id, ~s.is_closed, s.start_time > func.now(),
-               s.start_time >= _local_midnight(first, zone),
-               s.start_time < _local_midnight(last + timedelta(days=1), zone), a.is_active, a.archived_at.is_(None))
-        .order_by(s.start_time, s.id).limit(MAX_AVAILABILITY_ROWS + 1)
-    )
-    rows = (await db.execute(query)).all()
+    rows = (await db.execute(_AVAILABILITY, {
+        "org_id": org_id, "venue_id": venue_id, "begin": _local_midnight(first, zone),
+        "end": _local_midnight(last + timedelta(days=1), zone), "row_cap": MAX_AVAILABILITY_ROWS + 1})).all()
     if len(rows) > MAX_AVAILABILITY_ROWS:  # a day cut short must not be cached as if it were whole
         raise ValidationFailed(f"These dates hold more than {MAX_AVAILABILITY_ROWS:,} sessions; ask for fewer days.",
                                code="window_too_large", field="to")
