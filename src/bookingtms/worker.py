@@ -89,11 +89,11 @@ async def run_forever(interval: float, stop: asyncio.Event) -> None:
 
 
 async def _rounds(interval: float, stop: asyncio.Event, holder: str) -> None:
-    last_extend = 0.0
+    last_extend: float | None = None  # not 0.0: the monotonic clock may start near 0 (a fresh machine)
     while not stop.is_set():
         if await hold_lease(holder, interval):
             try:
-                extend = time.monotonic() - last_extend >= HORIZON_EVERY_SECONDS
+                extend = last_extend is None or time.monotonic() - last_extend >= HORIZON_EVERY_SECONDS
                 result = await run_once(extend)
                 if extend:
                     last_extend = time.monotonic()

@@ -5,6 +5,7 @@ away hands over at once when it stops, or when its lease runs out if it died."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 from bookingtms import worker
 from bookingtms.cache import get_redis
@@ -44,3 +45,29 @@ async def test_two_job_loops_on_one_database_run_one_round_at_a_time(monkeypatch
     # both at once would have done about twice as many.
     assert 3 <= len(rounds) <= seconds / interval + 2, rounds
     assert await get_redis().get(worker.lease_key()) is None  # given up on stopping
+
+
+async def test_a_new_job_loop_extends_the_session_horizons_in_its_first_round(client, tenant, monkeypatch):
+    """On a machine up for less than an hour the monotonic clock is small; the first round must
+    still extend the horizons, not wait for the hour to pass."""
+    from sqlalchemy import text
+
+    from bookingtms.db.engine import DbContext, tenant_transaction
+    from tests.factories import make_activity
+
+    activity = await make_activity(client, tenant)
+    async with tenant_transaction(DbContext(organization_id=tenant.organization_id)) as db:
+        horizon = text("SELECT sessions_generated_until FROM activities WHERE id = :a")
+        generated = (await db.execute(horizon, {"a": activity["id"]})).scalar_one()
+        # Two days later: the activity's horizon is short, as the daily job would find it.
+        await db.execute(text("UPDATE activities SET sessions_generated_until = sessions_generated_until - 2 "
+                              "WHERE id = :a"), {"a": activity["id"]})
+    monkeypatch.setattr(worker, "time", SimpleNamespace(monotonic=lambda: 10.0))  # ten seconds after boot
+    await get_redis().delete(worker.lease_key())
+    stop = asyncio.Event()
+    loop = asyncio.create_task(worker.run_forever(0.05, stop))
+    await asyncio.sleep(1.0)
+    stop.set()
+    await loop
+    async with tenant_transaction(DbContext(organization_id=tenant.organization_id)) as db:
+        assert (await db.execute(horizon, {"a": activity["id"]})).scalar_one() == generated
