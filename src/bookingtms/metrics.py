@@ -129,6 +129,11 @@ class MeasuredPool(AsyncAdaptedQueuePool):
     every connection busy and so wait (up to pool_timeout) for one to come back. The label is the
     pool's logging name (`create_async_engine(poolclass=MeasuredPool, pool_logging_name="read")`)."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The series exists from the start: a pool that never waited shows 0, not nothing.
+        DB_POOL_WAITS.labels(self._label)
+
     @property
     def _label(self) -> str:
         return self.logging_name or "primary"

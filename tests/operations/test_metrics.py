@@ -170,6 +170,8 @@ async def test_pool_counts_connections_in_use_and_waits(client, settings):
     engine = create_async_engine(app_url(settings), poolclass=MeasuredPool, pool_size=1, max_overflow=0,
                                  pool_timeout=10, pool_logging_name=name)
     try:
+        fresh = await scrape(client)  # a pool that never waited shows 0 waits, not nothing
+        assert ("bookingtms_db_pool_waits_total", frozenset({("pool", name)})) in fresh
         first = await engine.connect()
         busy = await scrape(client)
         assert value(busy, "bookingtms_db_pool_connections_in_use", pool=name) == 1
