@@ -37,6 +37,7 @@ from bookingtms.config import get_settings
 
 log = structlog.get_logger("bookingtms.cache")
 _client: aioredis.Redis | None = None
+REDIS_ERRORS = (RedisError, OSError)  # what an unreachable or failing Redis raises
 
 
 def get_redis() -> aioredis.Redis:
@@ -130,7 +131,7 @@ async def availability_days(venue_id, timezone: str, days: list[date],
         found = await redis.eval(_READ_DAYS, 1 + len(days), _generation_key(scope),
                                  *(_generation_key(availability_day_scope(venue_id, d)) for d in days),
                                  prefix, *day_texts)
-    except _REDIS_DOWN as exc:
+    except REDIS_ERRORS as exc:
         _unavailable(redis, exc)
         return await _compute_days(days, compute)
     venue_generation, rest = found[0].decode(), found[1:]
@@ -154,9 +155,7 @@ def _encode_days(days: list[date], by_day: dict[date, list]) -> list[bytes]:
 
 
 async def _compute_days(days: list[date], compute) -> list[bytes]:
-    from bookingtms.metrics import CACHE_MISSES
-
-    CACHE_MISSES.labels(cache="availability").inc()
+    _count_miss("availability")
     return _encode_days(days, await compute(days))
 
 
@@ -252,7 +251,6 @@ end
 return #KEYS
 """
 
-_REDIS_DOWN = (RedisError, OSError)
 _inflight: dict[str, asyncio.Task] = {}
 _down_until: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # client -> monotonic time
 
@@ -301,7 +299,7 @@ async def _read_through(name: str, scope: str, key: str, ttl: float, compute: Ca
     prefix = f"cache:{name}:{scope}:"
     try:
         generation, found = await redis.eval(_READ, 1, _generation_key(scope), prefix, f":{key}")
-    except _REDIS_DOWN as exc:
+    except REDIS_ERRORS as exc:
         _unavailable(redis, exc)
         return await _compute(name, compute)
     if found is not None:
@@ -350,7 +348,7 @@ async def _locked_compute(redis: aioredis.Redis, name: str, lock_key: str, value
             if found is not None:
                 _count_hit(name)
                 return found
-    except _REDIS_DOWN as exc:
+    except REDIS_ERRORS as exc:
         _unavailable(redis, exc)
         return await compute()
     try:
@@ -376,9 +374,7 @@ async def _wait_for_values(redis: aioredis.Redis, value_keys: list[str], lock_ke
 
 
 async def _compute(name: str, compute: Callable[[], Awaitable[Any]]) -> bytes:
-    from bookingtms.metrics import CACHE_MISSES
-
-    CACHE_MISSES.labels(cache=name).inc()
+    _count_miss(name)
     return _encode(await compute())
 
 
@@ -388,10 +384,17 @@ def _count_hit(name: str) -> None:
     CACHE_HITS.labels(cache=name).inc()
 
 
+def _count_miss(name: str) -> None:
+    """A miss is one computation of the value."""
+    from bookingtms.metrics import CACHE_MISSES
+
+    CACHE_MISSES.labels(cache=name).inc()
+
+
 async def _quietly(redis: aioredis.Redis, operation: Awaitable[Any]) -> None:
     try:
         await operation
-    except _REDIS_DOWN as exc:
+    except REDIS_ERRORS as exc:
         _unavailable(redis, exc)
 
 
@@ -406,7 +409,7 @@ async def invalidate(*scopes: str, client: aioredis.Redis | None = None) -> None
     redis = client or get_redis()
     try:  # tried even during a known outage: a missed invalidation would serve stale data
         await redis.eval(_INVALIDATE, len(scopes), *map(_generation_key, scopes), GENERATION_TTL_MS)
-    except _REDIS_DOWN as exc:
+    except REDIS_ERRORS as exc:
         _unavailable(redis, exc)
 
 

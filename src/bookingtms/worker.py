@@ -10,10 +10,9 @@ import time
 import uuid
 
 import structlog
-from redis.exceptions import RedisError
 from sqlalchemy import make_url, text
 
-from bookingtms.cache import get_redis
+from bookingtms.cache import REDIS_ERRORS, get_redis
 from bookingtms.config import get_settings
 from bookingtms.db.engine import lookup_connection
 from bookingtms.notifications.jobs import deliver_due, queue_reminders
@@ -69,14 +68,14 @@ async def hold_lease(holder: str, interval: float) -> bool:
     """True if `holder` has (or now takes) the job lease; True as well when Redis cannot say."""
     try:
         return bool(await get_redis().eval(_RENEW, 1, lease_key(), holder, int(interval * LEASE_ROUNDS * 1000)))
-    except (RedisError, OSError):
+    except REDIS_ERRORS:
         return True
 
 
 async def release_lease(holder: str) -> None:
     try:
         await get_redis().eval(_RELEASE, 1, lease_key(), holder)
-    except (RedisError, OSError):
+    except REDIS_ERRORS:
         pass
 
 

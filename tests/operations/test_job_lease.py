@@ -7,8 +7,12 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
+from sqlalchemy import text
+
 from bookingtms import worker
 from bookingtms.cache import get_redis
+from bookingtms.db.engine import DbContext, tenant_transaction
+from tests.factories import make_activity
 
 
 async def test_one_holder_of_the_job_lease_at_a_time():
@@ -50,11 +54,6 @@ async def test_two_job_loops_on_one_database_run_one_round_at_a_time(monkeypatch
 async def test_a_new_job_loop_extends_the_session_horizons_in_its_first_round(client, tenant, monkeypatch):
     """On a machine up for less than an hour the monotonic clock is small; the first round must
     still extend the horizons, not wait for the hour to pass."""
-    from sqlalchemy import text
-
-    from bookingtms.db.engine import DbContext, tenant_transaction
-    from tests.factories import make_activity
-
     activity = await make_activity(client, tenant)
     async with tenant_transaction(DbContext(organization_id=tenant.organization_id)) as db:
         horizon = text("SELECT sessions_generated_until FROM activities WHERE id = :a")

@@ -10,6 +10,11 @@ from zoneinfo import ZoneInfo
 from bookingtms.errors import ValidationFailed
 
 
+def local_midnight(day: date, zone: ZoneInfo) -> datetime:
+    """The instant `day` begins in `zone`."""
+    return datetime.combine(day, time(), tzinfo=zone)
+
+
 def parse_instant(value: str | None, field: str, zone: ZoneInfo) -> datetime | None:
     """'2026-05-01' is local midnight in `zone`; a datetime without offset is local too."""
     if value is None or value == "":
@@ -19,7 +24,7 @@ def parse_instant(value: str | None, field: str, zone: ZoneInfo) -> datetime | N
             day = date.fromisoformat(value)
             if not 2000 <= day.year <= 2100:
                 raise ValueError
-            return datetime.combine(day, time(), tzinfo=zone)
+            return local_midnight(day, zone)
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         if not 2000 <= parsed.year <= 2100:
             raise ValueError

@@ -21,6 +21,7 @@ from bookingtms.cache import availability_day_scope, availability_scope, invalid
 from bookingtms.config import get_settings
 from bookingtms.errors import Conflict, NotFound, PreconditionFailed, SoldOut, ValidationFailed
 from bookingtms.http.pagination import keyset, page
+from bookingtms.http.params import local_midnight
 from bookingtms.models import activities, activity_sessions, venues
 
 SESSION_FIELDS = ("id", "activity_id", "venue_id", "start_time", "end_time", "capacity_total",
@@ -260,8 +261,8 @@ async def availability_by_day(db: AsyncConnection, org_id: uuid.UUID, venue_id: 
     from (cached day by day)."""
     first, last = min(days), max(days)
     rows = (await db.execute(_AVAILABILITY, {
-        "org_id": org_id, "venue_id": venue_id, "begin": _local_midnight(first, zone),
-        "end": _local_midnight(last + timedelta(days=1), zone), "row_cap": MAX_AVAILABILITY_ROWS + 1})).all()
+        "org_id": org_id, "venue_id": venue_id, "begin": local_midnight(first, zone),
+        "end": local_midnight(last + timedelta(days=1), zone), "row_cap": MAX_AVAILABILITY_ROWS + 1})).all()
     if len(rows) > MAX_AVAILABILITY_ROWS:  # a day cut short must not be cached as if it were whole
         raise ValidationFailed(f"These dates hold more than {MAX_AVAILABILITY_ROWS:,} sessions; ask for fewer days.",
                                code="window_too_large", field="to")
@@ -272,10 +273,6 @@ async def availability_by_day(db: AsyncConnection, org_id: uuid.UUID, venue_id: 
         if day in wanted:
             by_day[day].append(dict(row._mapping))
     return by_day
-
-
-def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
-    return datetime.combine(day, datetime.min.time(), zone)
 
 
 def local_days(begin: datetime, end: datetime, zone: ZoneInfo) -> list[date]:
