@@ -85,3 +85,17 @@ def test_empty_feed_is_still_a_valid_calendar():
                                         entries=[]))
     assert _events(cal) == []
     assert str(cal["x-wr-timezone"]) == "America/Chicago"
+
+
+def test_each_calendar_defines_its_zone_around_its_own_dates():
+    """A calendar client applies the VTIMEZONE's rules: bookings years apart (and built one after
+    the other in one process) each carry the daylight-saving changes around their own date."""
+    for year in (2027, 2034):
+        start = datetime(year, 7, 4, 22, 30, tzinfo=UTC)
+        body = booking_calendar(reference="ABCDE-FGHJK", activity_name="Escape Room", venue_name="Downtown",
+                                venue_address="", timezone="America/New_York", start_time=start,
+                                end_time=start + timedelta(minutes=60), guests=2)
+        [zone] = Calendar.from_ical(body).walk("VTIMEZONE")
+        rules = zone.to_tz(lookup_tzid=False)  # the zone as the file defines it
+        assert datetime(year, 7, 4, 18, 30, tzinfo=rules).utcoffset() == timedelta(hours=-4)
+        assert datetime(year, 1, 4, 18, 30, tzinfo=rules).utcoffset() == timedelta(hours=-5)

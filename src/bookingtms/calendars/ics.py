@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from icalendar import Calendar, Event
+from icalendar import Calendar, Event, Timezone
 
 PRODID = "-//BookingTMS//BookingTMS Calendar 1.0//EN"
 UID_DOMAIN = "bookingtms"
@@ -41,6 +42,17 @@ def _new_calendar(name: str | None = None, timezone: str | None = None) -> Calen
     return cal
 
 
+@lru_cache(maxsize=512)
+def _vtimezone(tzid: str, first_year: int, last_year: int) -> Timezone | None:
+    """The VTIMEZONE of `tzid` with its transitions over whole years. Building one walks the zone's
+    transitions (a few milliseconds), and every booking email carries one, so each is built once
+    per process; a component is only read when a calendar is serialized, so calendars share it."""
+    try:
+        return Timezone.from_tzid(tzid, first_date=date(first_year, 1, 1), last_date=date(last_year, 12, 31))
+    except ValueError:  # a TZID icalendar does not know: the calendar goes without its VTIMEZONE
+        return None
+
+
 def _finish(cal: Calendar, starts: list[datetime]) -> bytes:
     if starts:
         first = min(starts).date() - timedelta(days=400)
@@ -48,8 +60,11 @@ def _finish(cal: Calendar, starts: list[datetime]) -> bytes:
     else:
         today = datetime.now(UTC).date()
         first, last = today - timedelta(days=400), today + timedelta(days=400)
-    # Emits one VTIMEZONE per TZID in use, with the transitions in that window.
-    cal.add_missing_timezones(first_date=max(first, date(1970, 1, 1)), last_date=last)
+    # One VTIMEZONE per TZID in use, with the transitions of the years around the events, placed
+    # before the events as icalendar's add_missing_timezones does.
+    for tzid in sorted(cal.get_missing_tzids()):
+        if (timezone := _vtimezone(tzid, max(first.year, 1970), last.year)) is not None:
+            cal.subcomponents.insert(len(cal.timezones), timezone)
     return cal.to_ical()
 
 
