@@ -25,6 +25,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import text
 
 from bookingtms.config import get_settings
+from bookingtms.db.engine import organizations_with_work
 from bookingtms.notifications import jobs
 from tests.factories import future_session, hold, make_activity
 
@@ -335,6 +336,36 @@ async def test_reminder_is_queued_once_and_sent_by_email_and_twilio_sms(client, 
     assert request.headers["authorization"].startswith("Basic ")
     sms = next(r for r in outbox(owner_engine, tenant.organization_id, "reminder") if r["channel"] == "sms")
     assert sms["status"] == "sent" and sms["provider_message_id"] == "SM123"
+
+
+async def test_a_booking_made_within_a_day_of_its_session_does_not_make_its_organization_look_due(
+        client, tenant, owner_engine):
+    """Such a booking's confirmation is its reminder. Were its organization still found as having
+    reminders due, round after round, the search's limit would fill up with such organizations and
+    the others' customers would never be reminded."""
+    activity = await make_activity(client, tenant)
+    session = await future_session(client, tenant, activity)
+    booking = await book(client, tenant, session["id"], "late@example.com")
+    start = datetime.fromisoformat(session["start_time"])
+    now = start - timedelta(hours=23)
+    lookup = "organizations_with_reminders_due(:f, :u, :n)"
+    params = {"f": now, "u": now + jobs.REMINDER_LEAD, "n": 1_000_000}
+    org = uuid.UUID(tenant.organization_id)
+
+    def booked(before_start: timedelta) -> None:
+        with owner_engine.begin() as conn:
+            conn.execute(text("UPDATE bookings SET created_at = :t WHERE id = :b"),
+                         {"t": start - before_start, "b": booking["id"]})
+
+    booked(timedelta(hours=2))
+    assert org not in await organizations_with_work(lookup, params)
+    await jobs.queue_reminders(now=now)
+    assert not outbox(owner_engine, tenant.organization_id, "reminder")
+
+    booked(timedelta(days=3))  # booked well ahead: due, found, reminded
+    assert org in await organizations_with_work(lookup, params)
+    await jobs.queue_reminders(now=now)
+    assert [r["recipient"] for r in outbox(owner_engine, tenant.organization_id, "reminder")] == ["late@example.com"]
 
 
 async def test_worker_round_delivers_through_the_configured_backend(client, tenant, owner_engine):

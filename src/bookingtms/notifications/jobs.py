@@ -210,6 +210,10 @@ _TAKE_DUE_REMINDERS = text("""
       SELECT b.id FROM bookings b
         JOIN activity_sessions s ON s.organization_id = b.organization_id AND s.id = b.session_id
        WHERE b.organization_id = :org AND b.status = 'confirmed' AND b.reminder_sent_at IS NULL
+         -- the session's local day (booking_date) lies within 12 hours before to 14 hours after
+         -- its UTC day: only the bookings of those days are read, not all the tenant's history
+         AND b.booking_date BETWEEN CAST((CAST(:from AS timestamptz) - interval '12 hours') AT TIME ZONE 'UTC' AS date)
+                                AND CAST((CAST(:until AS timestamptz) + interval '14 hours') AT TIME ZONE 'UTC' AS date)
          AND s.start_time > :from AND s.start_time <= :until
          -- booked inside the last day before the session: the confirmation is the reminder
          AND b.created_at <= s.start_time - interval '24 hours'
