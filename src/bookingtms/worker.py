@@ -24,13 +24,17 @@ from bookingtms.sessions.jobs import extend_horizons
 log = structlog.get_logger("bookingtms.worker")
 
 HORIZON_EVERY_SECONDS = 3600.0
+# Reminders go out a day ahead, so a minute late is on time; their search reads a few days of
+# bookings across tenants, too much for every round.
+REMINDERS_EVERY_SECONDS = 60.0
 
 
-async def run_once(extend: bool = True) -> dict[str, int]:
+async def run_once(extend: bool = True, remind: bool = True) -> dict[str, int]:
     result = {"spots_released": await expire_holds()}
     result["access_grants_ended"] = await audit_ended_grants()
     result["payments_released"] = await release_lapsed_payments()
-    result["reminders_queued"] = await queue_reminders()
+    if remind:
+        result["reminders_queued"] = await queue_reminders()
     result["notifications_sent"] = await deliver_due()
     if extend:
         result["activities_extended"] = await extend_horizons()
@@ -88,19 +92,27 @@ async def run_forever(interval: float, stop: asyncio.Event) -> None:
 
 
 async def _rounds(interval: float, stop: asyncio.Event, holder: str) -> None:
-    last_extend: float | None = None  # not 0.0: the monotonic clock may start near 0 (a fresh machine)
+    # None, not 0.0: the monotonic clock may start near 0 (a fresh machine); the first round does all.
+    last_extend: float | None = None
+    last_remind: float | None = None
     while not stop.is_set():
         if await hold_lease(holder, interval):
             try:
-                extend = last_extend is None or time.monotonic() - last_extend >= HORIZON_EVERY_SECONDS
-                result = await run_once(extend)
+                extend, remind = _due(last_extend, HORIZON_EVERY_SECONDS), _due(last_remind, REMINDERS_EVERY_SECONDS)
+                result = await run_once(extend, remind)
                 if extend:
                     last_extend = time.monotonic()
+                if remind:
+                    last_remind = time.monotonic()
                 if any(result.values()):
                     log.info("jobs_ran", **result)
             except Exception:  # a failing round must not stop the loop; the next round retries
                 log.exception("jobs_failed")
         await _pause(stop, interval)
+
+
+def _due(last: float | None, every: float) -> bool:
+    return last is None or time.monotonic() - last >= every
 
 
 async def _pause(stop: asyncio.Event, interval: float) -> None:

@@ -33,7 +33,7 @@ async def test_two_job_loops_on_one_database_run_one_round_at_a_time(monkeypatch
     rounds: list[tuple[float, float]] = []  # (began, ended) of each round, whichever loop ran it
     real_run_once = worker.run_once
 
-    async def counted(extend: bool = True):
+    async def counted(extend: bool = True, remind: bool = True):
         began = asyncio.get_running_loop().time()
         try:
             return await real_run_once(extend=False)
@@ -76,3 +76,40 @@ async def test_a_new_job_loop_extends_the_session_horizons_in_its_first_round(cl
     await loop
     async with tenant_transaction(DbContext(organization_id=tenant.organization_id)) as db:
         assert (await db.execute(horizon, {"a": activity["id"]})).scalar_one() == generated
+
+
+async def test_reminders_are_searched_for_once_a_minute_not_every_round(monkeypatch):
+    clock = SimpleNamespace(now=10.0)
+    monkeypatch.setattr(worker, "time", SimpleNamespace(monotonic=lambda: clock.now))
+    rounds, searches = [], []
+    real_run_once, real_queue_reminders = worker.run_once, worker.queue_reminders
+
+    async def counted_round(extend: bool = True, remind: bool = True):
+        try:
+            return await real_run_once(extend=False, remind=remind)
+        finally:
+            rounds.append(clock.now)
+
+    async def counted_search(*args, **kwargs):
+        searches.append(clock.now)
+        return await real_queue_reminders(*args, **kwargs)
+
+    async def rounds_reach(count: int) -> None:
+        for _ in range(500):
+            if len(rounds) >= count:
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"only {len(rounds)} rounds ran")
+
+    monkeypatch.setattr(worker, "run_once", counted_round)
+    monkeypatch.setattr(worker, "queue_reminders", counted_search)
+    await get_redis().delete(worker.lease_key())
+    stop = asyncio.Event()
+    loop = asyncio.create_task(worker.run_forever(0.01, stop))
+    await rounds_reach(3)
+    assert searches == [10.0]  # the first round searches, the next ones in that minute do not
+    clock.now += worker.REMINDERS_EVERY_SECONDS
+    await rounds_reach(len(rounds) + 3)
+    stop.set()
+    await loop
+    assert searches == [10.0, 70.0]
