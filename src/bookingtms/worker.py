@@ -99,7 +99,7 @@ async def _rounds(interval: float, stop: asyncio.Event, holder: str) -> None:
         if await hold_lease(holder, interval):
             try:
                 extend, remind = _due(last_extend, HORIZON_EVERY_SECONDS), _due(last_remind, REMINDERS_EVERY_SECONDS)
-                result = await run_once(extend, remind)
+                result = await _holding_lease(run_once(extend, remind), holder, interval)
                 if extend:
                     last_extend = time.monotonic()
                 if remind:
@@ -109,6 +109,19 @@ async def _rounds(interval: float, stop: asyncio.Event, holder: str) -> None:
             except Exception:  # a failing round must not stop the loop; the next round retries
                 log.exception("jobs_failed")
         await _pause(stop, interval)
+
+
+async def _holding_lease(job, holder: str, interval: float):
+    """Runs `job`, renewing the lease every interval meanwhile: a round longer than the lease
+    (a large backlog, a slow database) must not let another loop start its own beside it."""
+    task = asyncio.ensure_future(job)
+    try:
+        while not (await asyncio.wait({task}, timeout=interval))[0]:
+            await hold_lease(holder, interval)
+    except asyncio.CancelledError:  # the loop is being cancelled: so is its round
+        task.cancel()
+        raise
+    return task.result()
 
 
 def _due(last: float | None, every: float) -> bool:

@@ -36,20 +36,23 @@ async def test_two_job_loops_on_one_database_run_one_round_at_a_time(monkeypatch
     async def counted(extend: bool = True, remind: bool = True):
         began = asyncio.get_running_loop().time()
         try:
-            return await real_run_once(extend=False)
+            result = await real_run_once(extend=False)
+            if not rounds:  # the first round outlasts the lease
+                await asyncio.sleep(interval * worker.LEASE_ROUNDS + 0.3)
+            return result
         finally:
             rounds.append((began, asyncio.get_running_loop().time()))
 
     monkeypatch.setattr(worker, "run_once", counted)
     await get_redis().delete(worker.lease_key())
-    interval, seconds = 0.1, 1.5
+    interval, seconds = 0.2, 2.0  # a round may take longer than the lease (3 intervals): it is renewed
     stop = asyncio.Event()
     loops = [asyncio.create_task(worker.run_forever(interval, stop)) for _ in range(2)]
     await asyncio.sleep(seconds)
     stop.set()
     await asyncio.gather(*loops)
-    # Rounds never overlap, and there are at most one per interval (a round may take longer than
-    # the interval on a busy machine); both loops at once would overlap and do about twice as many.
+    # Rounds never overlap, even one longer than the lease, and there are at most one per interval;
+    # both loops at once would overlap and do about twice as many.
     rounds.sort()
     assert len(rounds) >= 2, rounds
     assert all(ended <= next_began for (_, ended), (next_began, _) in zip(rounds, rounds[1:])), rounds
