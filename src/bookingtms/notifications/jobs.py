@@ -205,6 +205,9 @@ async def _booking_details(org_id: uuid.UUID, booking_id: uuid.UUID) -> dict[str
 # ---------------------------------------------------------------------------------------------
 REMINDER_LEAD = timedelta(hours=24)
 
+# Which bookings are due is said twice: here, and in organizations_with_reminders_due() (migration
+# 0011), which finds the organizations this runs for. Change one, change both: when they differed,
+# organizations were found that this step never served (test_delivery checks they agree).
 _TAKE_DUE_REMINDERS = text("""
     WITH due AS (
       SELECT b.id FROM bookings b

@@ -5,6 +5,8 @@
 -- the reminder), so it found their organizations round after round.
 -- Now it starts from the bookings still to remind by the session's local day (booking_date): an
 -- instant's local date is its UTC date somewhere from 12 hours before to 14 hours after.
+-- The same conditions pick the bookings in the job's per-organization step (notifications/jobs.py,
+-- _TAKE_DUE_REMINDERS): the two must agree.
 CREATE INDEX idx_bookings_reminder_day ON bookings (booking_date)
   WHERE status = 'confirmed' AND reminder_sent_at IS NULL;
 
