@@ -25,7 +25,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import text
 
 from bookingtms.config import get_settings
-from bookingtms.db.engine import organizations_with_work
+from bookingtms.db.engine import DbContext, organizations_with_work, tenant_transaction
 from bookingtms.notifications import jobs
 from tests.factories import future_session, hold, make_activity
 
@@ -379,3 +379,15 @@ async def test_worker_round_delivers_through_the_configured_backend(client, tena
     assert {r["status"] for r in rows} == {"sent"}
     mail = get_settings().data_dir / "mail"
     assert all((mail / f"{r['id']}.eml").exists() for r in rows)
+
+
+async def test_the_due_reminder_definition_is_inlined_into_its_callers(tenant):
+    """bookings_due_reminder() must stay inlinable (plain SQL, STABLE, no SECURITY DEFINER, no
+    SET): otherwise every caller would compute the due bookings of all tenants and filter after."""
+    async with tenant_transaction(DbContext(organization_id=tenant.organization_id)) as db:
+        plan = (await db.execute(text(
+            "EXPLAIN (FORMAT JSON) SELECT booking_id FROM bookings_due_reminder(now(), now() + interval '1 day') "
+            "WHERE organization_id = :org"), {"org": tenant.organization_id})).scalar_one()
+    text_plan = json.dumps(plan)
+    assert '"Function Scan"' not in text_plan, text_plan
+    assert '"bookings"' in text_plan and '"activity_sessions"' in text_plan, text_plan

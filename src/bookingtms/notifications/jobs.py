@@ -205,22 +205,16 @@ async def _booking_details(org_id: uuid.UUID, booking_id: uuid.UUID) -> dict[str
 # ---------------------------------------------------------------------------------------------
 REMINDER_LEAD = timedelta(hours=24)
 
-# Which bookings are due is said twice: here, and in organizations_with_reminders_due() (migration
-# 0011), which finds the organizations this runs for. Change one, change both: when they differed,
-# organizations were found that this step never served (test_delivery checks they agree).
+# Which bookings are due is bookings_due_reminder() (migration 0012), the same definition that
+# organizations_with_reminders_due() uses to find the organizations this runs for. The booking is
+# joined again to lock it; the status and reminder are checked again on the row as locked (a
+# cancellation or another round may have committed since the search read it).
 _TAKE_DUE_REMINDERS = text("""
     WITH due AS (
-      SELECT b.id FROM bookings b
-        JOIN activity_sessions s ON s.organization_id = b.organization_id AND s.id = b.session_id
-       WHERE b.organization_id = :org AND b.status = 'confirmed' AND b.reminder_sent_at IS NULL
-         -- the session's local day (booking_date) lies within 12 hours before to 14 hours after
-         -- its UTC day: only the bookings of those days are read, not all the tenant's history
-         AND b.booking_date BETWEEN CAST((CAST(:from AS timestamptz) - interval '12 hours') AT TIME ZONE 'UTC' AS date)
-                                AND CAST((CAST(:until AS timestamptz) + interval '14 hours') AT TIME ZONE 'UTC' AS date)
-         AND s.start_time > :from AND s.start_time <= :until
-         -- booked inside the last day before the session: the confirmation is the reminder
-         AND b.created_at <= s.start_time - interval '24 hours'
-       ORDER BY s.start_time
+      SELECT b.id FROM bookings_due_reminder(:from, :until) d
+        JOIN bookings b ON b.organization_id = d.organization_id AND b.id = d.booking_id
+       WHERE d.organization_id = :org AND b.status = 'confirmed' AND b.reminder_sent_at IS NULL
+       ORDER BY d.start_time
        LIMIT :batch
        FOR UPDATE OF b SKIP LOCKED)
     UPDATE bookings b SET reminder_sent_at = now()
