@@ -172,6 +172,9 @@ async def test_customer_self_service_needs_the_right_email(client, tenant):
     shown = await client.get(f"/v1/public/bookings/{reference}", params={"email": "dana@EXAMPLE.com"})
     assert shown.status_code == 200, shown.text
     assert shown.json()["booking_reference"] == reference and shown.json()["status"] == "confirmed"
+    assert shown.json()["reference"] == reference  # the name the checkout answer gives it
+    staff = (await client.get(f"/v1/bookings/{booking['id']}", headers=tenant.headers)).json()
+    assert staff["reference"] == staff["booking_reference"] == reference
     assert "customer_email" not in shown.json()
 
     unknown = await client.get("/v1/public/bookings/ZZZZZ-ZZZZZ", params={"email": "dana@example.com"})

@@ -115,7 +115,8 @@ async def create_booking(db: AsyncConnection, org_id: uuid.UUID, session, *, gue
         booking_id=booking.id, reference=booking.booking_reference, amount=total, currency=session.currency,
         description=f"{session.activity_name}, {session.start_time.isoformat()} ({guests} guests)",
         customer_email=customer.email, expires_at=expires_at or datetime.now(timezone.utc)))
-    result = {"booking": {"id": booking.id, "reference": booking.booking_reference, "status": booking.status,
+    result = {"booking": {"id": booking.id, "reference": booking.booking_reference,
+                          "booking_reference": booking.booking_reference, "status": booking.status,
                           "guest_count": booking.guest_count, "subtotal_amount": subtotal,
                           "promo_code": params["promo_code"], "promo_discount": discount,
                           "total_amount": booking.total_amount, "currency": booking.currency},
@@ -148,7 +149,8 @@ async def staff_booking(db: AsyncConnection, org_id: uuid.UUID, user_id: uuid.UU
 def _detail_query():
     b, c, s, a = bookings.c, customers.c, activity_sessions.c, activities.c
     return (
-        select(bookings, c.email.label("customer_email"), c.first_name.label("customer_first_name"),
+        # `reference` beside the column's own name: the checkout answer (API.md) calls it that.
+        select(bookings, b.booking_reference.label("reference"), c.email.label("customer_email"), c.first_name.label("customer_first_name"),
                c.last_name.label("customer_last_name"), c.phone.label("customer_phone"),
                s.start_time, s.end_time, a.name.label("activity_name"))
         .join_from(bookings, customers, and_(c.organization_id == b.organization_id, c.id == b.customer_id))
