@@ -259,6 +259,11 @@ async def test_default_window_is_the_last_30_days(client, tenant):
     assert (only_to["from"], only_to["to"]) == ("2026-03-01", "2026-03-30")
     year = await get_stats(client, tenant.headers, **{"from": "2028-01-01", "to": "2028-12-31"})
     assert len(year["days"]) == 366
+    # RFC 3339 times: the day each names; a 'to' at a day's very start ends the window before that day.
+    times = await get_stats(client, tenant.headers, **{"from": "2026-03-01T09:30:00+02:00", "to": "2026-03-31T00:00:00Z"})
+    assert (times["from"], times["to"]) == ("2026-03-01", "2026-03-30")
+    times = await get_stats(client, tenant.headers, **{"from": "2026-03-01T00:00:00Z", "to": "2026-03-30T18:00:00-05:00"})
+    assert (times["from"], times["to"]) == ("2026-03-01", "2026-03-30")
 
 
 async def test_bad_windows_and_filters_are_422_naming_the_field(client, tenant):
@@ -267,6 +272,7 @@ async def test_bad_windows_and_filters_are_422_naming_the_field(client, tenant):
         ({"from": "2026-01-01", "to": "2027-01-02"}, "to"),
         ({"from": "2026-02-30"}, "from"),
         ({"to": "yesterday"}, "to"),
+        ({"from": "2026-05-10T25:00:00Z"}, "from"),
         ({"from": "1999-12-31"}, "from"),
         ({"to": "9999-12-31"}, "to"),
         ({"venue_id": "not-a-uuid"}, "venue_id"),

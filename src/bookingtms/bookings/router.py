@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -13,7 +12,7 @@ from bookingtms.bookings.schemas import CustomerCancel, StaffBookingCreate, Staf
 from bookingtms.db.engine import DbContext, read_transaction, tenant_transaction
 from bookingtms.http.idempotency import IdempotencyKey, idempotent
 from bookingtms.http.pagination import PageParams, page_params
-from bookingtms.http.params import on_the_loop
+from bookingtms.http.params import day_or_instant, on_the_loop
 from bookingtms.http.responses import OrjsonResponse
 from bookingtms.http.principal import Principal, require
 
@@ -28,15 +27,21 @@ PUBLIC_FIELDS = ("id", "reference", "booking_reference", "status", "payment_stat
                  "refund_amount", "start_time", "end_time", "activity_name", "cancellation_policy", "cancelled_at")
 
 
+WINDOW_FROM = ("Bookings of sessions from this local day (YYYY-MM-DD, the venue's day) or from this RFC 3339 "
+               "time on")
+WINDOW_TO = "Up to and including this local day (YYYY-MM-DD), or up to (not including) this RFC 3339 time"
+
+
 class BookingFilters:
     """The list's filters (also the export's)."""
 
-    def __init__(self, date_from: date | None = Query(None, alias="from"), date_to: date | None = Query(None, alias="to"),
+    def __init__(self, date_from: str | None = Query(None, alias="from", max_length=40, description=WINDOW_FROM),
+                 date_to: str | None = Query(None, alias="to", max_length=40, description=WINDOW_TO),
                  status: Literal["pending_payment", "confirmed", "cancelled"] | None = None,
                  venue_id: uuid.UUID | None = None, activity_id: uuid.UUID | None = None,
                  q: str | None = Query(None, max_length=200)):
-        self.values = {"date_from": date_from, "date_to": date_to, "status": status, "venue_id": venue_id,
-                       "activity_id": activity_id, "q": q}
+        self.values = {"date_from": day_or_instant(date_from, "from"), "date_to": day_or_instant(date_to, "to"),
+                       "status": status, "venue_id": venue_id, "activity_id": activity_id, "q": q}
 
     def given(self) -> dict:
         """The filters that were set, as the audit trail records them."""

@@ -197,9 +197,17 @@ def _filtered(query, org_id: uuid.UUID, *, date_from, date_to, status: str | Non
         query = query.where(b.customer_id.in_(customer_id))
     elif customer_id:  # a customer's history
         query = query.where(b.customer_id == customer_id)
-    if date_from:
+    # A date is the session's local day (booking_date); a time bounds the session's start, with
+    # the local days around it (a day either side covers every zone) for the index.
+    if isinstance(date_from, datetime):
+        query = query.where(activity_sessions.c.start_time >= date_from,
+                            b.booking_date >= date_from.astimezone(timezone.utc).date() - timedelta(days=1))
+    elif date_from:
         query = query.where(b.booking_date >= date_from)
-    if date_to:
+    if isinstance(date_to, datetime):
+        query = query.where(activity_sessions.c.start_time < date_to,
+                            b.booking_date <= date_to.astimezone(timezone.utc).date() + timedelta(days=1))
+    elif date_to:
         query = query.where(b.booking_date <= date_to)
     if status:
         query = query.where(b.status == status)

@@ -34,6 +34,26 @@ def parse_instant(value: str | None, field: str, zone: ZoneInfo) -> datetime | N
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)
 
 
+def day_or_instant(value: str | None, field: str) -> date | datetime | None:
+    """A local day ('2026-05-01') as a date, or an RFC 3339 time as an instant (UTC when it names
+    no offset): the filters on days (bookings, dashboard) take either."""
+    parsed = parse_instant(value, field, ZoneInfo("UTC"))
+    return parsed.date() if parsed is not None and len(value) == 10 else parsed
+
+
+def first_day(value: date | datetime | None) -> date | None:
+    """The first day a 'from' covers: a date itself, or the day a time names (in its own offset)."""
+    return value.date() if isinstance(value, datetime) else value
+
+
+def last_day(value: date | datetime | None) -> date | None:
+    """The last day a 'to' covers: a date includes itself; a time ends the window there, so the
+    day it names counts unless the time is that day's very start."""
+    if not isinstance(value, datetime):
+        return value
+    return value.date() - timedelta(days=1) if value.timetz().replace(tzinfo=None) == time() else value.date()
+
+
 def window(start: str | None, end: str | None, zone: ZoneInfo = ZoneInfo("UTC"), *, default_days: int = 14,
            max_days: int = 92) -> tuple[datetime, datetime]:
     """[from, to) with defaults (now, +default_days); a 'to' given as a date includes that day."""
