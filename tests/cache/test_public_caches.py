@@ -260,3 +260,22 @@ async def test_a_window_with_too_many_sessions_is_refused_not_cut_short(client, 
     assert refused.json()["code"] == "window_too_large" and refused.json()["field"] == "to"
     one = await client.get(f"/v1/public/venues/{tenant.embed_key}/availability", params={"from": day, "to": day})
     assert one.status_code == 200 and session["id"] in {s["id"] for s in one.json()["sessions"]}
+
+
+async def test_a_venue_created_inactive_stays_off_the_widget_until_opened(client, tenant):
+    """API.md's venue fields include `status`: a venue can be set up before it opens."""
+    response = await client.post("/v1/venues", headers=tenant.headers, json={
+        "name": "Opening Soon", "timezone": "Europe/Berlin", "address": "Hauptstr. 1", "city": "Berlin",
+        "state": "", "zip": "10115", "settings": {}, "operating_hours": {}, "status": "inactive"})
+    assert response.status_code == 201, response.text
+    venue = response.json()
+    assert venue["status"] == "inactive" and venue["embed_key"]
+    gone = await client.get(f"/v1/public/venues/{venue['embed_key']}")
+    assert gone.status_code == 404 and gone.json()["code"] == "venue_not_found", gone.text
+    opened = await client.patch(f"/v1/venues/{venue['id']}", headers=tenant.headers, json={"status": "active"})
+    assert opened.status_code == 200, opened.text
+    page = await client.get(f"/v1/public/venues/{venue['embed_key']}")
+    assert page.status_code == 200 and page.json()["venue"]["name"] == "Opening Soon", page.text
+    refused = await client.post("/v1/venues", headers=tenant.headers, json={
+        "name": "Archived", "timezone": "Europe/Berlin", "status": "archived"})
+    assert refused.status_code == 422 and "status" in refused.text, refused.text

@@ -37,6 +37,7 @@ class VenueCreate(VenueFields):
     name: str = Field(min_length=1, max_length=200)
     slug: str | None = Field(None, pattern=SLUG)
     timezone: str
+    status: Literal["active", "inactive"] = "active"  # inactive: set up now, opened to the public later
 
     _tz = field_validator("timezone")(check_timezone)
 
