@@ -158,6 +158,19 @@ async def test_unknown_fields_are_422(client, shop, owner_engine):
     assert_nothing_written(owner_engine, shop)
 
 
+async def test_an_activity_sent_back_with_its_venue_is_updated_but_cannot_move(client, shop):
+    t, activity = shop["tenant"], shop["activity"]
+    url = f"/v1/activities/{activity['id']}"
+    same = await client.patch(url, headers=t.headers, json={"venue_id": t.venue_id, "name": "Renamed"})
+    assert same.status_code == 200 and same.json()["name"] == "Renamed", same.text
+    other = (await client.post("/v1/venues", headers=t.headers, json={"name": "Elsewhere", "timezone": "UTC"})).json()
+    body = assert_problem(await client.patch(url, headers=t.headers, json={"venue_id": other["id"], "name": "Moved"}),
+                          422, "venue_change_not_supported")
+    assert body["field"] == "venue_id"
+    kept = (await client.get(url, headers=t.headers)).json()
+    assert (kept["venue_id"], kept["name"]) == (t.venue_id, "Renamed")
+
+
 def assert_nothing_written(owner_engine, shop) -> None:
     org = shop["tenant"].organization_id
     assert scalar(owner_engine, "SELECT status FROM slot_reservations WHERE id = :r", r=shop["reservation_id"]) == "held"

@@ -82,6 +82,9 @@ async def update_activity(db: AsyncConnection, org_id: uuid.UUID, activity_id: u
     if current is None:
         raise NotFound("No such activity.", code="activity_not_found")
     changes = {k: v for k, v in data.model_dump(mode="json", exclude_unset=True).items() if v is not None}
+    if changes.pop("venue_id", str(current.venue_id)) != str(current.venue_id):
+        raise ValidationFailed("An activity cannot move to another venue; create it there instead.",
+                               code="venue_change_not_supported", field="venue_id")
     merged = {**current._mapping, **changes}
     if not merged["min_players"] <= merged["max_players"] <= merged["capacity"]:
         raise ValidationFailed("Need min_players <= max_players <= capacity.", field="max_players")
