@@ -38,6 +38,7 @@ async def test_a_key_can_do_what_it_names_and_nothing_else(client, tenant):
     assert refused.status_code == 403 and refused.json()["code"] == "permission_denied"
     me = (await client.get("/v1/me", headers=bearer(secret))).json()
     assert me["kind"] == "api_key" and me["organization_id"] == tenant.organization_id
+    assert me["email"] is None and me["full_name"] == "booking sync" and me["role"] == "api-key"
     assert me["permissions"] == ["venues.view"]
 
 

@@ -138,7 +138,8 @@ async def oidc_callback(request: Request, response: Response, code: str | None =
 @router.get("/me")
 async def me(p: Principal = Depends(authenticate)):
     if p.user_id is None:
-        return {"id": p.api_key_id, "kind": "api_key", "role": p.role, "organization_id": p.organization_id,
-                "permissions": sorted(p.permissions)}
+        # API.md's fields for a user, as a key has them: no email; its name stands for the full name.
+        return {"id": p.api_key_id, "kind": "api_key", "email": None, "full_name": p.api_key_name, "role": p.role,
+                "organization_id": p.organization_id, "permissions": sorted(p.permissions)}
     async with tenant_transaction(p.db_context()) as db:
         return await service.me(db, p.user_id) | {"restricted_to": p.restrict}

@@ -32,6 +32,7 @@ class Principal:
     permissions: frozenset[str] = field(default_factory=frozenset)
     kind: str = "user"  # user | api_key
     api_key_id: uuid.UUID | None = None
+    api_key_name: str | None = None
     grant_id: uuid.UUID | None = None  # a platform admin acting under an access grant
     restrict: str | None = None  # password_change | mfa_enrollment: the token may only finish that
     jti: str | None = None
@@ -71,7 +72,7 @@ async def _from_api_key(token: str) -> Principal:
         raise _invalid("The API key is unknown, revoked or expired.")
     return Principal(user_id=None, email="", role="api-key", organization_id=uuid.UUID(key["organization_id"]),
                      is_platform=False, permissions=frozenset(key["permissions"]), kind="api_key",
-                     api_key_id=uuid.UUID(key["id"]))
+                     api_key_id=uuid.UUID(key["id"]), api_key_name=key.get("name"))
 
 
 async def _from_jwt(token: str) -> Principal:
