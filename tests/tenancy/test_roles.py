@@ -477,6 +477,10 @@ async def test_platform_creates_organization_with_default_venue_and_owner(client
     assert venue["timezone"] == "Europe/Berlin"
     assert isinstance(venue["embed_key"], str) and len(venue["embed_key"]) >= 16
     assert new_owner["email"] == email.lower() and new_owner["id"]
+    # The shapes the platform's and the organization's own reads answer.
+    shown = (await client.get(f"/v1/platform/organizations/{org['id']}", headers=platform_admin.headers)).json()
+    assert org == shown and org["plan"] == "pro" and org["owner_id"] == new_owner["id"] and org["venues_count"] == 1
+    assert "calendar_token_hash" not in venue and venue["calendar_feed_enabled"] is False
 
     with owner.connect() as conn:
         stored = conn.execute(text(

@@ -47,7 +47,7 @@ from bookingtms.platform.schemas import (
     PlanCreate,
     PlanUpdate,
 )
-from bookingtms.venues.service import embed_keys, new_embed_key, slugify
+from bookingtms.venues.service import embed_keys, new_embed_key, slugify, staff_view
 
 TRIAL = timedelta(days=14)
 
@@ -86,8 +86,9 @@ async def create_organization(db: AsyncConnection, admin_id: uuid.UUID, data: Or
     await set_context(db, DbContext(user_id=admin_id, is_platform=True))
     await audit.record(db, "organization.created", organization_id=None, target_type="organization", target_id=org.id,
                        changes={"name": data.name, "slug": slug, "plan": data.plan, "owner_email": owner.email})
-    organization = dict(org._mapping) | {"owner_id": owner.id}
-    return {"organization": organization, "venue": dict(venue._mapping), "owner": {"id": owner.id, "email": owner.email}}
+    # The same shapes as GET /v1/platform/organizations/{id} and GET /v1/venues/{id} answer.
+    return {"organization": await get_organization(db, org.id), "venue": staff_view(venue),
+            "owner": {"id": owner.id, "email": owner.email}}
 
 
 

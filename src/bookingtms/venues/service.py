@@ -23,7 +23,7 @@ from bookingtms.venues.schemas import VenueCreate, VenueUpdate
 PUBLIC_FIELDS = ("id", "name", "slug", "timezone", "address", "city", "state", "zip", "country", "image_url")
 
 
-def _shown(row) -> dict[str, Any]:
+def staff_view(row) -> dict[str, Any]:
     """A venue as staff see it: never the calendar token's hash, only whether a feed exists."""
     venue = dict(row._mapping)
     venue["calendar_feed_enabled"] = venue.pop("calendar_token_hash", None) is not None
@@ -67,7 +67,7 @@ async def create_venue(db: AsyncConnection, org_id: uuid.UUID, data: VenueCreate
     row = (await db.execute(
         insert(venues).values(organization_id=org_id, embed_key=new_embed_key(), **values).returning(venues)
     )).one()
-    return _shown(row)
+    return staff_view(row)
 
 
 async def get_venue(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID) -> dict[str, Any]:
@@ -75,7 +75,7 @@ async def get_venue(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID)
         venues.c.organization_id == org_id, venues.c.id == venue_id, venues.c.status != "archived"))).first()
     if row is None:
         raise NotFound("No such venue.", code="venue_not_found")
-    return _shown(row)
+    return staff_view(row)
 
 
 async def list_venues(db: AsyncConnection, org_id: uuid.UUID, limit: int, after: list | None) -> dict[str, Any]:
@@ -83,7 +83,7 @@ async def list_venues(db: AsyncConnection, org_id: uuid.UUID, limit: int, after:
     if (key := keyset(after)):
         query = query.where(func.row(venues.c.name, venues.c.id) > func.row(*key))
     rows = (await db.execute(query.order_by(venues.c.name, venues.c.id).limit(limit + 1))).all()
-    return page([_shown(r) for r in rows], limit, lambda r: (r["name"], str(r["id"])))
+    return page([staff_view(r) for r in rows], limit, lambda r: (r["name"], str(r["id"])))
 
 
 async def update_venue(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID, data: VenueUpdate) -> dict[str, Any]:
@@ -97,7 +97,7 @@ async def update_venue(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UU
     row = (await db.execute(update(venues).where(venues.c.organization_id == org_id, venues.c.id == venue_id)
                             .values(**changes).returning(venues))).one()
     _forget_cached(db, current)
-    return _shown(row)
+    return staff_view(row)
 
 
 async def archive_venue(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID) -> None:
