@@ -367,3 +367,28 @@ async def test_generate_window_is_validated(client, tenant):
     assert too_long.status_code == 422
     not_a_date = await client.post(url, headers=tenant.headers, json={"from": "soon", "to": "2027-01-01"})
     assert not_a_date.status_code == 422 and "from" in _fields(not_a_date)
+
+
+async def test_a_window_given_by_one_end_stays_open_at_the_other(client, tenant):
+    """`from` alone lists every session from then on, `to` alone every one before (page by page):
+    a bound the caller did not give is not made up."""
+    activity = await make_activity(client, tenant, schedule=every_day_at("10:00"))
+    today = datetime.now(UTC).date()
+
+    async def starts(**params) -> list[datetime]:
+        found, cursor = [], None
+        while True:
+            response = await client.get("/v1/sessions", headers=tenant.headers, params={
+                "activity_id": activity["id"], "limit": 25, **params, **({"cursor": cursor} if cursor else {})})
+            assert response.status_code == 200, response.text
+            found += [datetime.fromisoformat(s["start_time"]) for s in response.json()["items"]]
+            if not (cursor := response.json()["next_cursor"]):
+                return found
+
+    everything = await starts()
+    assert len(everything) > 40  # the generation horizon reaches weeks ahead
+    later = await starts(**{"from": (today + timedelta(days=20)).isoformat()})
+    assert later and later == [s for s in everything if s.date() >= today + timedelta(days=20)]
+    assert max(later) - min(later) > timedelta(days=14)
+    cut = min(later).astimezone(UTC).isoformat().replace("+00:00", "Z")
+    assert await starts(to=cut) == [s for s in everything if s < min(later)]

@@ -58,15 +58,27 @@ def window(start: str | None, end: str | None, zone: ZoneInfo = ZoneInfo("UTC"),
            max_days: int = 92) -> tuple[datetime, datetime]:
     """[from, to) with defaults (now, +default_days); a 'to' given as a date includes that day."""
     begin = parse_instant(start, "from", zone) or datetime.now(timezone.utc)
-    finish = parse_instant(end, "to", zone)
-    if finish is not None and end and len(end) == 10:
-        finish += timedelta(days=1)
-    finish = finish or begin + timedelta(days=default_days)
+    finish = _end(end, zone) or begin + timedelta(days=default_days)
     if finish <= begin:
         raise ValidationFailed("'to' must be after 'from'.", field="to")
     if finish - begin > timedelta(days=max_days):
         raise ValidationFailed(f"The window may span at most {max_days} days.", field="to")
     return begin, finish
+
+
+def open_window(start: str | None, end: str | None, zone: ZoneInfo = ZoneInfo("UTC"), *,
+                max_days: int) -> tuple[datetime | None, datetime | None]:
+    """[from, to) for a paginated list: as `window` when both are given, else a bound not given
+    stays open (the list runs as far as its cursor goes)."""
+    if start and end:
+        return window(start, end, zone, max_days=max_days)
+    return parse_instant(start, "from", zone), _end(end, zone)
+
+
+def _end(end: str | None, zone: ZoneInfo) -> datetime | None:
+    """'to' as the instant the window ends: a date includes that day."""
+    finish = parse_instant(end, "to", zone)
+    return finish + timedelta(days=1) if finish is not None and len(end) == 10 else finish
 
 
 def on_the_loop(cls):

@@ -10,7 +10,7 @@ from bookingtms.audit.service import changed, lock_target, record
 from bookingtms.db.engine import read_transaction, tenant_transaction
 from bookingtms.errors import PreconditionFailed, PreconditionRequired
 from bookingtms.http.pagination import PageParams, page_params
-from bookingtms.http.params import window
+from bookingtms.http.params import open_window, window
 from bookingtms.http.principal import Principal, require
 from bookingtms.http.public import PublicVenue, public_venue
 from bookingtms.http.responses import OrjsonResponse
@@ -39,7 +39,7 @@ async def list_sessions(activity_id: uuid.UUID | None = None, venue_id: uuid.UUI
                         start: str | None = Query(None, alias="from"), end: str | None = Query(None, alias="to"),
                         available: bool | None = None, paging: PageParams = Depends(page_params),
                         p: Principal = Depends(require("sessions.view"))):
-    begin, finish = window(start, end, max_days=366) if (start or end) else (None, None)
+    begin, finish = open_window(start, end, max_days=366)
     async with read_transaction(p.db_context()) as db:
         return await service.list_sessions(db, p.organization_id, activity_id=activity_id, venue_id=venue_id,
                                            start=begin, end=finish, available=available,
