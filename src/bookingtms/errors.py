@@ -32,6 +32,12 @@ class AppError(Exception):
         if instance:
             body["instance"] = instance
         body.update(self.extra)
+        # A field-level refusal names its field both ways, whichever raised it: `field` (the first)
+        # and `errors` (each), so a client can rely on either.
+        if body.get("field") and "errors" not in body:
+            body["errors"] = [{"field": body["field"], "message": self.detail}]
+        elif body.get("errors") and "field" not in body:
+            body["field"] = body["errors"][0]["field"]
         return body
 
 
