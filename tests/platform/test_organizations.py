@@ -41,10 +41,16 @@ async def test_list_and_detail_show_live_metrics_that_move_with_the_business(cli
                                           "revenue_this_month")} == {
         "venues_count": 2, "staff_count": 2, "bookings_this_month": 2, "revenue_this_month": 7500}
 
+    # Revenue stands beside the organization's currency: a booking in another one is not added in.
+    euros = await make_activity(client, org, price_amount=9900, currency="EUR")
+    await book(client, org, (await future_session(client, org, euros))["id"], email="euro@example.com")
+    [row] = await _listed(client, platform_admin, org)
+    assert (row["currency"], row["bookings_this_month"], row["revenue_this_month"]) == ("USD", 3, 7500)
+
     cancelled = await client.post(f"/v1/bookings/{first['id']}/cancel", headers=org.headers, json={"refund": "none"})
     assert cancelled.status_code == 200, cancelled.text
     [row] = await _listed(client, platform_admin, org)
-    assert (row["bookings_this_month"], row["revenue_this_month"]) == (1, 2500)
+    assert (row["bookings_this_month"], row["revenue_this_month"]) == (2, 2500)
 
 
 async def test_listing_filters_by_status_and_search_and_pages(client, platform_admin):
