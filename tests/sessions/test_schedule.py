@@ -262,7 +262,7 @@ async def test_schedule_change_keeps_booked_and_held_sessions_and_adds_new_times
     await _patch(client, tenant, activity["id"], {"capacity": 12, "max_players": 12, "price_amount": 3000})
     after = {s["id"]: s for s in await local_day(client, tenant, activity["id"], day, NEW_YORK)}
     assert (after[new[0]["id"]]["capacity_total"], after[new[0]["id"]]["capacity_remaining"]) == (12, 12)
-    assert after[new[0]["id"]]["price_at_generation"] == 3000
+    assert after[new[0]["id"]]["price_at_generation"] == after[new[0]["id"]]["price_amount"] == 3000
     assert (after[booked["id"]]["capacity_total"], after[booked["id"]]["capacity_remaining"]) == (10, 8)
     assert (after[held["id"]]["capacity_total"], after[held["id"]]["capacity_remaining"]) == (10, 9)
     assert after[booked["id"]]["price_at_generation"] == after[held["id"]]["price_at_generation"] == 2500

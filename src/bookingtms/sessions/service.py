@@ -26,6 +26,9 @@ from bookingtms.models import activities, activity_sessions, venues
 
 SESSION_FIELDS = ("id", "activity_id", "venue_id", "start_time", "end_time", "capacity_total",
                   "capacity_remaining", "price_at_generation", "currency", "is_closed", "version")
+# The staff's session, with its price also as `price_amount` (the name public availability gives it).
+SESSION_COLUMNS = (*(activity_sessions.c[f] for f in SESSION_FIELDS),
+                   activity_sessions.c.price_at_generation.label("price_amount"))
 
 # New slots are inserted; a slot closed only because it had left the schedule is reopened.
 _INSERT_SESSIONS = text("""
@@ -173,7 +176,7 @@ async def extend_horizon(db: AsyncConnection, org_id: uuid.UUID, until: date, ba
 # Reading and editing sessions
 # --------------------------------------------------------------------------------------------
 async def get_session(db: AsyncConnection, org_id: uuid.UUID, session_id: uuid.UUID) -> dict[str, Any]:
-    row = (await db.execute(select(*(activity_sessions.c[f] for f in SESSION_FIELDS)).where(
+    row = (await db.execute(select(*SESSION_COLUMNS).where(
         activity_sessions.c.organization_id == org_id, activity_sessions.c.id == session_id))).first()
     if row is None:
         raise NotFound("No such session.", code="session_not_found")
@@ -184,7 +187,7 @@ async def list_sessions(db: AsyncConnection, org_id: uuid.UUID, *, activity_id: 
                         venue_id: uuid.UUID | None, start: datetime | None, end: datetime | None,
                         available: bool | None, limit: int, after: list | None) -> dict[str, Any]:
     s = activity_sessions.c
-    query = select(*(s[f] for f in SESSION_FIELDS)).where(s.organization_id == org_id)
+    query = select(*SESSION_COLUMNS).where(s.organization_id == org_id)
     if activity_id:
         query = query.where(s.activity_id == activity_id)
     if venue_id:
