@@ -9,12 +9,14 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import OperationalError
 
 from bookingtms.dashboard.service import stats_query
-from tests.factories import (add_staff, bearer, book, checkout, every_day_at, hold, make_activity, make_tenant,
-                             run_doctor, today)
+from tests.factories import (add_staff, bearer, book, checkout, every_day_at, future_session, hold, make_activity,
+                             make_tenant, run_doctor, today)
 from tests.payments.conftest import completed, event, expired, make_stripe_org, post_event
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -234,6 +236,31 @@ async def test_rebuild_gives_identical_rows_and_doctor_finds_a_tampered_row(clie
             conn.execute(text("SELECT rebuild_daily_stats(:o)"), {"o": tenant.organization_id})
     code, output = await run_doctor()
     assert code == 0, output
+
+
+async def test_rebuilding_one_organizations_figures_holds_back_only_its_own_bookings(
+        client, platform_admin, tenant, owner_engine):
+    """A venue changing time zone rebuilds its organization's roll-ups inside the staff's
+    transaction; meanwhile another organization's bookings go on, and this one's wait for it."""
+    other = await make_tenant(client, platform_admin)
+    ours, theirs = [await book(client, t, (await future_session(client, t, await make_activity(client, t)))["id"])
+                    for t in (tenant, other)]
+
+    def change_status(booking: dict, timeout: str) -> None:
+        """A change that moves the figures, rolled back: it only has to get through."""
+        with owner_engine.connect() as conn, conn.begin() as tx:
+            conn.execute(text(f"SET LOCAL lock_timeout = '{timeout}'"))
+            conn.execute(text("UPDATE bookings SET guest_count = guest_count + 1 WHERE id = :b"), {"b": booking["id"]})
+            tx.rollback()
+
+    with owner_engine.connect() as rebuilding, rebuilding.begin():
+        rebuilding.execute(text("SELECT rebuild_daily_stats(:o)"), {"o": tenant.organization_id})
+        change_status(theirs, "5s")
+        with pytest.raises(OperationalError, match="lock timeout"):
+            change_status(ours, "300ms")
+    change_status(ours, "5s")
+    for t in (tenant, other):
+        assert stored_rows(owner_engine, t.organization_id) == recomputed_rows(owner_engine, t.organization_id)
 
 
 async def test_only_managers_and_up_see_the_figures(client, tenant):

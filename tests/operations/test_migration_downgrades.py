@@ -1,9 +1,9 @@
 """Every migration can be rolled back: on a scratch database of its own, upgrade to head (with
 bookings in it), downgrade to 0004, and the schema is exactly what 0004 left (catalog snapshot);
-upgrade to head again and the roll-ups, triggers, functions and indexes of 0005-0013 are back and
+upgrade to head again and the roll-ups, triggers, functions and indexes of 0005-0014 are back and
 `bookingtms doctor` finds nothing wrong. 0008's downgrade puts 0007's query_stats() back, 0010's
 0001's venue_by_embed_key(), 0011's 0004's organizations_with_reminders_due() and 0012's 0011's,
-0013's 0002's organization_metrics()."""
+0013's 0002's organization_metrics(), 0014's 0005's rebuild_daily_stats()."""
 
 from __future__ import annotations
 
@@ -196,7 +196,9 @@ EXPECTED_STATS = [("2026-05-01", 1, 4, 10000, 0, 10, 4), ("2026-05-02", 0, 0, 0,
 
 
 def assert_head(conn, org) -> None:
-    assert version(conn) == "0013"
+    assert version(conn) == "0014"
+    assert {("bookings", "bookings_daily_stats_lock"), ("activity_sessions", "activity_sessions_daily_stats_update_lock")
+            } <= triggers(conn)
     assert "daily_stats_revenue" in conn.execute(text(
         "SELECT prosrc FROM pg_proc WHERE oid = 'organization_metrics(uuid[])'::regprocedure")).scalar_one()
     assert conn.execute(text("SELECT to_regclass('idx_bookings_reminder_day') IS NOT NULL")).scalar_one()
