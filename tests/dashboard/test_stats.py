@@ -4,6 +4,7 @@ the booking transaction, equal to a recomputation from bookings and sessions."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from dataclasses import replace
 from datetime import date, datetime, timedelta
@@ -238,29 +239,74 @@ async def test_rebuild_gives_identical_rows_and_doctor_finds_a_tampered_row(clie
     assert code == 0, output
 
 
-async def test_rebuilding_one_organizations_figures_holds_back_only_its_own_bookings(
+async def test_rebuilding_one_organizations_figures_holds_back_only_its_own_writes(
         client, platform_admin, tenant, owner_engine):
     """A venue changing time zone rebuilds its organization's roll-ups inside the staff's
-    transaction; meanwhile another organization's bookings go on, and this one's wait for it."""
-    other = await make_tenant(client, platform_admin)
-    ours, theirs = [await book(client, t, (await future_session(client, t, await make_activity(client, t)))["id"])
-                    for t in (tenant, other)]
+    transaction; meanwhile another organization's bookings go on, and this one's roll-up writes
+    wait for it, even one that touches no row the rebuild wrote (a session on a day of its own)."""
+    def lock_of(org) -> int:
+        with owner_engine.connect() as conn:
+            return conn.execute(text("SELECT daily_stats_lock_key(:o)"), {"o": org}).scalar_one()
 
-    def change_status(booking: dict, timeout: str) -> None:
-        """A change that moves the figures, rolled back: it only has to get through."""
+    other = await make_tenant(client, platform_admin)
+    while lock_of(other.organization_id) == lock_of(tenant.organization_id):  # one in 1,024 share a lock
+        other = await make_tenant(client, platform_admin)
+    activity = await make_activity(client, tenant)
+    await book(client, tenant, (await future_session(client, tenant, activity))["id"])
+    theirs = await book(client, other, (await future_session(client, other, await make_activity(client, other)))["id"])
+
+    def write(statement: str, timeout: str, **params) -> None:
+        """A write that moves the figures, rolled back: it only has to get through."""
         with owner_engine.connect() as conn, conn.begin() as tx:
             conn.execute(text(f"SET LOCAL lock_timeout = '{timeout}'"))
-            conn.execute(text("UPDATE bookings SET guest_count = guest_count + 1 WHERE id = :b"), {"b": booking["id"]})
+            conn.execute(text(statement), params)
             tx.rollback()
 
+    far_day = f"""
+        INSERT INTO activity_sessions (organization_id, activity_id, venue_id, start_time, end_time, capacity_total,
+                                       capacity_remaining, price_at_generation, currency)
+        VALUES (:o, :a, :v, now() + interval '300 days', now() + interval '300 days 1 hour', 5, 5, 100, 'USD')"""
+    ours = {"o": tenant.organization_id, "a": activity["id"], "v": tenant.venue_id}
     with owner_engine.connect() as rebuilding, rebuilding.begin():
         rebuilding.execute(text("SELECT rebuild_daily_stats(:o)"), {"o": tenant.organization_id})
-        change_status(theirs, "5s")
+        write("UPDATE bookings SET guest_count = guest_count + 1 WHERE id = :b", "5s", b=theirs["id"])
         with pytest.raises(OperationalError, match="lock timeout"):
-            change_status(ours, "300ms")
-    change_status(ours, "5s")
+            write(far_day, "300ms", **ours)
+    write(far_day, "5s", **ours)
     for t in (tenant, other):
         assert stored_rows(owner_engine, t.organization_id) == recomputed_rows(owner_engine, t.organization_id)
+
+
+async def test_a_time_zone_change_and_a_new_session_at_its_venue_do_not_deadlock(client, tenant, owner_engine):
+    """The venue's edit holds its row, then rebuilds the roll-ups (their lock, exclusively); a
+    session inserted meanwhile at that venue waits for the row (its foreign-key check) before it
+    asks for the roll-ups' lock, so the two queue up instead of waiting for each other."""
+    activity = await make_activity(client, tenant)
+    ours = {"o": tenant.organization_id, "a": activity["id"], "v": tenant.venue_id}
+    errors: list[BaseException] = []
+
+    def insert_session() -> None:
+        try:
+            with owner_engine.connect() as conn, conn.begin() as tx:
+                conn.execute(text("SET LOCAL lock_timeout = '10s'"))
+                conn.execute(text("""
+                    INSERT INTO activity_sessions (organization_id, activity_id, venue_id, start_time, end_time,
+                                                   capacity_total, capacity_remaining, price_at_generation, currency)
+                    VALUES (:o, :a, :v, now() + interval '200 days', now() + interval '200 days 1 hour', 5, 5, 100,
+                            'USD')"""), ours)
+                tx.rollback()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    with owner_engine.connect() as editing, editing.begin():
+        editing.execute(text("SELECT 1 FROM venues WHERE id = :v FOR UPDATE"), ours)
+        inserting = threading.Thread(target=insert_session)
+        inserting.start()
+        await asyncio.sleep(0.5)  # the insert now waits for the venue row
+        editing.execute(text("UPDATE venues SET timezone = 'Europe/Berlin' WHERE id = :v"), ours)
+    inserting.join(15)
+    assert not inserting.is_alive() and not errors, errors
+    assert stored_rows(owner_engine, tenant.organization_id) == recomputed_rows(owner_engine, tenant.organization_id)
 
 
 async def test_only_managers_and_up_see_the_figures(client, tenant):
@@ -287,9 +333,13 @@ async def test_default_window_is_the_last_30_days(client, tenant):
     year = await get_stats(client, tenant.headers, **{"from": "2028-01-01", "to": "2028-12-31"})
     assert len(year["days"]) == 366
     # RFC 3339 times: the day each names; a 'to' at a day's very start ends the window before that day.
-    times = await get_stats(client, tenant.headers, **{"from": "2026-03-01T09:30:00+02:00", "to": "2026-03-31T00:00:00Z"})
+    times = await get_stats(client, tenant.headers,
+                            **{"from": "2026-03-01T09:30:00+02:00", "to": "2026-03-31T00:00:00Z"})
     assert (times["from"], times["to"]) == ("2026-03-01", "2026-03-30")
-    times = await get_stats(client, tenant.headers, **{"from": "2026-03-01T00:00:00Z", "to": "2026-03-30T18:00:00-05:00"})
+    basic = await get_stats(client, tenant.headers, **{"from": "20260301", "to": "20260330"})  # ISO 8601 basic dates
+    assert (basic["from"], basic["to"]) == ("2026-03-01", "2026-03-30")
+    times = await get_stats(client, tenant.headers,
+                            **{"from": "2026-03-01T00:00:00Z", "to": "2026-03-30T18:00:00-05:00"})
     assert (times["from"], times["to"]) == ("2026-03-01", "2026-03-30")
 
 

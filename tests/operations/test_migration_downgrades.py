@@ -115,10 +115,15 @@ def version(conn) -> str:
     return conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
 
 
-def function_body(sql_file: str) -> str:
-    """query_stats()'s body as the SQL file writes it (what pg_proc.prosrc holds)."""
+def function_body(sql_file: str, name: str = "query_stats") -> str:
+    """A function's body as the SQL file writes it (what pg_proc.prosrc holds)."""
     sql = (SQL_DIR / sql_file).read_text()
-    return re.search(r"FUNCTION query_stats\(p_limit integer, p_order text\).*? AS \$\$(.*?)\$\$;", sql, re.S).group(1)
+    return re.search(rf"FUNCTION {name}\(.*? AS \$\$(.*?)\$\$;", sql, re.S).group(1)
+
+
+def function_source(conn, signature: str) -> str:
+    return conn.execute(text("SELECT prosrc FROM pg_proc WHERE oid = CAST(:f AS regprocedure)"),
+                        {"f": signature}).scalar_one()
 
 
 def query_stats_state(conn) -> tuple[str, str]:
@@ -197,7 +202,7 @@ EXPECTED_STATS = [("2026-05-01", 1, 4, 10000, 0, 10, 4), ("2026-05-02", 0, 0, 0,
 
 def assert_head(conn, org) -> None:
     assert version(conn) == "0014"
-    assert {("bookings", "bookings_daily_stats_lock"), ("activity_sessions", "activity_sessions_daily_stats_update_lock")
+    assert {("bookings", "bookings_daily_lock"), ("activity_sessions", "activity_sessions_daily_lock_update")
             } <= triggers(conn)
     assert "daily_stats_revenue" in conn.execute(text(
         "SELECT prosrc FROM pg_proc WHERE oid = 'organization_metrics(uuid[])'::regprocedure")).scalar_one()
@@ -245,6 +250,21 @@ def test_downgrade_to_0004_and_back(scratch):
     with engine.connect() as conn:
         assert_head(conn, ids["org"])
     assert_doctor_ok(settings)
+
+    # 0014-0012 down: 0005's rebuild_daily_stats(), 0002's organization_metrics() and 0011's
+    # organizations_with_reminders_due() again, word for word, and nothing of theirs left.
+    command.downgrade(cfg, "0011")
+    with engine.connect() as conn:
+        assert version(conn) == "0011"
+        for signature, sql_file in (("rebuild_daily_stats(uuid)", "0005_stats.sql"),
+                                    ("organization_metrics(uuid[])", "0002_identity.sql"),
+                                    ("organizations_with_reminders_due(timestamptz, timestamptz, integer)",
+                                     "0011_reminder_lookup.sql")):
+            assert function_source(conn, signature) == function_body(sql_file, signature.split("(")[0]), signature
+        assert not {"bookings_due_reminder(timestamp with time zone,timestamp with time zone)", "daily_stats_writing()",
+                    "daily_stats_lock_key(uuid)"} & functions(conn)
+        assert not {t for t in triggers(conn) if t[1].endswith(("daily_lock", "daily_lock_update"))}
+    command.upgrade(cfg, "head")
 
     # 0008 down: 0007's query_stats() again (role statements no longer filtered), grants kept.
     command.downgrade(cfg, "0007")

@@ -1,5 +1,5 @@
-"""Rebuilding one organization's statistics roll-ups locks only that organization's writes (an
-advisory lock per organization) instead of the whole daily_stats table.
+"""Rebuilding one organization's statistics roll-ups holds back only the writes under its
+advisory lock (one of 1,024, by organization) instead of locking the whole daily_stats table.
 
 Revision ID: 0014
 """
@@ -19,10 +19,10 @@ def downgrade() -> None:
     from alembic import op
 
     op.execute("""
-        DROP TRIGGER bookings_daily_stats_lock ON bookings;
-        DROP TRIGGER bookings_daily_stats_update_lock ON bookings;
-        DROP TRIGGER activity_sessions_daily_stats_lock ON activity_sessions;
-        DROP TRIGGER activity_sessions_daily_stats_update_lock ON activity_sessions;
+        DROP TRIGGER bookings_daily_lock ON bookings;
+        DROP TRIGGER bookings_daily_lock_update ON bookings;
+        DROP TRIGGER activity_sessions_daily_lock ON activity_sessions;
+        DROP TRIGGER activity_sessions_daily_lock_update ON activity_sessions;
         DROP FUNCTION daily_stats_writing();
         DROP FUNCTION daily_stats_lock_key(uuid);
     """)
