@@ -1,5 +1,5 @@
-"""The platform's live figures of an organization: confirmed bookings, and revenue in the
-organization's currency as the dashboard defines it.
+"""The platform's live revenue of an organization: in the organization's currency, as the
+dashboard defines revenue; its bookings this month counted as the plan limit counts them.
 
 Revision ID: 0013
 """
