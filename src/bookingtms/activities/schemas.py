@@ -71,8 +71,8 @@ class ActivityCreate(BaseModel):
 class ActivityUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    # Accepted so that an activity read back can be sent back whole; it cannot move (its sessions,
-    # bookings and schedule belong to the venue and its time zone).
+    # API.md lists it among the activity's fields: the venue it is at is accepted, another one is
+    # refused (its sessions, bookings and schedule belong to the venue and its time zone).
     venue_id: uuid.UUID | None = None
     name: str | None = Field(None, min_length=1, max_length=200)
     description: str | None = Field(None, max_length=10_000)

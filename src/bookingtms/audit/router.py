@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query
@@ -9,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from bookingtms.audit import service
 from bookingtms.db.engine import DbContext, read_transaction
 from bookingtms.http.pagination import PageParams, page_params
-from bookingtms.http.params import on_the_loop, parse_instant
+from bookingtms.http.params import on_the_loop, parse_instant, window_end
 from bookingtms.http.principal import Principal, require, require_platform
 
 router = APIRouter(tags=["audit"])
@@ -28,10 +27,7 @@ class AuditFilters:
                  end: str | None = Query(None, alias="to", max_length=40)):
         self.action, self.actor, self.target_type, self.target_id = action, actor, target_type, target
         self.start = parse_instant(start, "from", UTC)
-        finish = parse_instant(end, "to", UTC)
-        if finish is not None and end and len(end) == 10:
-            finish += timedelta(days=1)
-        self.end = finish
+        self.end = window_end(end, UTC)
 
     def as_kwargs(self) -> dict:
         return {"action": self.action, "actor": self.actor, "target_type": self.target_type,

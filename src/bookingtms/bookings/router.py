@@ -35,8 +35,8 @@ WINDOW_TO = "Up to and including this local day (YYYY-MM-DD), or up to (not incl
 class BookingFilters:
     """The list's filters (also the export's)."""
 
-    def __init__(self, date_from: str | None = Query(None, alias="from", max_length=40, description=WINDOW_FROM),
-                 date_to: str | None = Query(None, alias="to", max_length=40, description=WINDOW_TO),
+    def __init__(self, date_from: str | None = Query(None, alias="from", description=WINDOW_FROM),
+                 date_to: str | None = Query(None, alias="to", description=WINDOW_TO),
                  status: Literal["pending_payment", "confirmed", "cancelled"] | None = None,
                  venue_id: uuid.UUID | None = None, activity_id: uuid.UUID | None = None,
                  q: str | None = Query(None, max_length=200)):

@@ -16,10 +16,10 @@ router = APIRouter(prefix="/v1/dashboard", tags=["dashboard"])
 
 
 @router.get("/stats", response_model=DashboardStats)
-async def stats(first: str | None = Query(None, alias="from", max_length=40,
+async def stats(first: str | None = Query(None, alias="from",
                                           description="YYYY-MM-DD (or an RFC 3339 time: the day it names); "
                                                       "default: 29 days before `to`"),
-                last: str | None = Query(None, alias="to", max_length=40,
+                last: str | None = Query(None, alias="to",
                                          description="YYYY-MM-DD, inclusive (or an RFC 3339 time the window ends at: "
                                                      "the day it names, or the day before at its midnight); "
                                                      "default: today"),

@@ -15,12 +15,17 @@ def local_midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(), tzinfo=zone)
 
 
+def is_day(value: str) -> bool:
+    """A date ('2026-05-01') rather than a time: no time part."""
+    return "T" not in value.upper() and " " not in value
+
+
 def parse_instant(value: str | None, field: str, zone: ZoneInfo) -> datetime | None:
     """'2026-05-01' is local midnight in `zone`; a datetime without offset is local too."""
     if value is None or value == "":
         return None
     try:
-        if len(value) == 10:
+        if is_day(value):
             day = date.fromisoformat(value)
             if not 2000 <= day.year <= 2100:
                 raise ValueError
@@ -38,7 +43,7 @@ def day_or_instant(value: str | None, field: str) -> date | datetime | None:
     """A local day ('2026-05-01') as a date, or an RFC 3339 time as an instant (UTC when it names
     no offset): the filters on days (bookings, dashboard) take either."""
     parsed = parse_instant(value, field, ZoneInfo("UTC"))
-    return parsed.date() if parsed is not None and len(value) == 10 else parsed
+    return parsed.date() if parsed is not None and is_day(value) else parsed
 
 
 def first_day(value: date | datetime | None) -> date | None:
@@ -58,7 +63,7 @@ def window(start: str | None, end: str | None, zone: ZoneInfo = ZoneInfo("UTC"),
            max_days: int = 92) -> tuple[datetime, datetime]:
     """[from, to) with defaults (now, +default_days); a 'to' given as a date includes that day."""
     begin = parse_instant(start, "from", zone) or datetime.now(timezone.utc)
-    finish = _end(end, zone) or begin + timedelta(days=default_days)
+    finish = window_end(end, zone) or begin + timedelta(days=default_days)
     if finish <= begin:
         raise ValidationFailed("'to' must be after 'from'.", field="to")
     if finish - begin > timedelta(days=max_days):
@@ -72,13 +77,13 @@ def open_window(start: str | None, end: str | None, zone: ZoneInfo = ZoneInfo("U
     stays open (the list runs as far as its cursor goes)."""
     if start and end:
         return window(start, end, zone, max_days=max_days)
-    return parse_instant(start, "from", zone), _end(end, zone)
+    return parse_instant(start, "from", zone), window_end(end, zone)
 
 
-def _end(end: str | None, zone: ZoneInfo) -> datetime | None:
+def window_end(end: str | None, zone: ZoneInfo) -> datetime | None:
     """'to' as the instant the window ends: a date includes that day."""
     finish = parse_instant(end, "to", zone)
-    return finish + timedelta(days=1) if finish is not None and len(end) == 10 else finish
+    return finish + timedelta(days=1) if finish is not None and is_day(end) else finish
 
 
 def on_the_loop(cls):
