@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from tests.factories import book, make_activity
+from tests.factories import book, future_session, make_activity, make_tenant
 
 
 async def references(client, tenant, **params) -> set[str]:
@@ -43,3 +43,20 @@ async def test_the_list_window_takes_days_or_times(client, tenant):
                           ({"from": "1999-12-31T23:00:00Z"}, "from"), ({"to": "x" * 5000}, "to")):
         response = await client.get("/v1/bookings", headers=tenant.headers, params=params)
         assert response.status_code == 422 and response.json()["field"] == field, response.text
+
+
+async def test_the_list_finds_bookings_by_reference_email_or_name(client, platform_admin, tenant):
+    activity = await make_activity(client, tenant)
+    day = (datetime.now(timezone.utc).date() + timedelta(days=3)).isoformat()
+    session = (await client.get(f"/v1/public/venues/{tenant.embed_key}/availability", params={
+        "activity_id": activity["id"], "from": day, "to": day})).json()["sessions"][0]
+    ann = (await book(client, tenant, session["id"], email="ann.lee@example.com"))["reference"]
+    zed = (await book(client, tenant, session["id"], email="zed@example.com"))["reference"]
+    other = await make_tenant(client, platform_admin)  # the same customer name and email elsewhere
+    await book(client, other, (await future_session(client, other, await make_activity(client, other)))["id"],
+               email="ann.lee@example.com")
+
+    assert await references(client, tenant, q=ann.lower()) == {ann}
+    assert await references(client, tenant, q="ANN.LEE@") == {ann}
+    assert await references(client, tenant, q="bea buyer") == {ann, zed}  # the factory's customer name
+    assert await references(client, tenant, q="nobody") == set()

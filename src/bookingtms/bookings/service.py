@@ -218,8 +218,11 @@ def _filtered(query, org_id: uuid.UUID, *, date_from, date_to, status: str | Non
     if q:
         term = q.strip()
         like = f"%{term.lower()}%"
-        query = query.where(or_(b.booking_reference == term.upper(), c.email.like(like),
-                                func.lower(c.first_name + " " + c.last_name).like(like)))
+        # The matching customers are found once, among the organization's own (not looked up
+        # booking by booking: on a tenant's whole history that was one index lookup per booking).
+        matching = select(c.id).where(c.organization_id == org_id, or_(
+            c.email.like(like), func.lower(c.first_name + " " + c.last_name).like(like)))
+        query = query.where(or_(b.booking_reference == term.upper(), b.customer_id.in_(matching)))
     return query
 
 
