@@ -277,6 +277,20 @@ async def test_rebuilding_one_organizations_figures_holds_back_only_its_own_writ
         assert stored_rows(owner_engine, t.organization_id) == recomputed_rows(owner_engine, t.organization_id)
 
 
+def test_the_lock_triggers_fire_on_exactly_the_changes_the_roll_up_triggers_write(owner_engine):
+    """Migration 0014's triggers restate 0005's conditions: a write that moves the figures without
+    taking the lock could slip past a rebuild."""
+    def fires_on(name: str) -> str:
+        with owner_engine.connect() as conn:
+            definition = conn.execute(text("SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = :n"),
+                                      {"n": name}).scalar_one()
+        return definition.split(" ", 3)[3].rsplit(" EXECUTE FUNCTION ", 1)[0]  # from "AFTER ..." to the WHEN
+
+    for table in ("bookings", "activity_sessions"):
+        for suffix in ("", "_update"):
+            assert fires_on(f"{table}_daily_lock{suffix}") == fires_on(f"{table}_daily_stats{suffix}")
+
+
 async def test_a_time_zone_change_and_a_new_session_at_its_venue_do_not_deadlock(client, tenant, owner_engine):
     """The venue's edit holds its row, then rebuilds the roll-ups (their lock, exclusively); a
     session inserted meanwhile at that venue waits for the row (its foreign-key check) before it
