@@ -131,3 +131,25 @@ async def test_monthly_booking_limit_refuses_holds_and_staff_bookings(client, pl
         "customer": {"email": "walkin@example.com", "first_name": "Walk", "last_name": "In"}})
     assert staff.status_code == 201, staff.text
     assert (await hold(client, org, session["id"], email="fourth@example.com")).status_code == 403
+
+
+async def test_the_plan_and_flag_lists_page_with_limit_and_cursor(client, platform_admin):
+    """API.md: every list takes ?limit=&cursor=."""
+    for n in range(3):
+        await client.post("/v1/platform/feature-flags", headers=platform_admin.headers,
+                          json={"name": unique(f"paged-{n}"), "enabled": False, "rollout_percent": 0})
+        assert (await client.post("/v1/platform/plans", headers=platform_admin.headers, json={
+            "name": unique("Paged"), "slug": unique("paged"), "price_monthly": 1000 * n})).status_code == 201
+
+    for path in ("/v1/platform/plans", "/v1/platform/feature-flags"):
+        whole = (await client.get(path, headers=platform_admin.headers, params={"limit": 200})).json()
+        assert whole["next_cursor"] is None and len(whole["items"]) >= 3
+        paged, cursor = [], None
+        while True:
+            page = (await client.get(path, headers=platform_admin.headers,
+                                     params={"limit": 2, **({"cursor": cursor} if cursor else {})})).json()
+            assert len(page["items"]) <= 2
+            paged += page["items"]
+            if not (cursor := page["next_cursor"]):
+                break
+        assert [i["id"] for i in paged] == [i["id"] for i in whole["items"]], path

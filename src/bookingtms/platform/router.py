@@ -89,10 +89,10 @@ async def revoke_access_grant(organization_id: uuid.UUID, grant_id: uuid.UUID,
 # Plans
 # ---------------------------------------------------------------------------------------------
 @router.get("/plans")
-async def list_plans(active: bool | None = Query(None),
+async def list_plans(active: bool | None = Query(None), paging: PageParams = Depends(page_params),
                      p: Principal = Depends(require_platform("platform.organizations.view"))):
     async with tenant_transaction(p.db_context()) as db:
-        return await service.list_plans(db, active=active)
+        return await service.list_plans(db, active=active, limit=paging.limit, after=paging.after)
 
 
 @router.post("/plans", status_code=201)
@@ -121,9 +121,10 @@ async def update_plan(plan_id: uuid.UUID, body: PlanUpdate,
 # Feature flags
 # ---------------------------------------------------------------------------------------------
 @router.get("/feature-flags")
-async def list_flags(p: Principal = Depends(require_platform("platform.flags.manage"))):
+async def list_flags(paging: PageParams = Depends(page_params),
+                     p: Principal = Depends(require_platform("platform.flags.manage"))):
     async with tenant_transaction(p.db_context()) as db:
-        return await service.list_flags(db)
+        return await service.list_flags(db, limit=paging.limit, after=paging.after)
 
 
 @router.post("/feature-flags", status_code=201)

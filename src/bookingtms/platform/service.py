@@ -241,13 +241,19 @@ async def _plan_usage(db: AsyncConnection, plan_ids: list[uuid.UUID]) -> dict[uu
     return {plan_id: n for plan_id, n in rows}
 
 
-async def list_plans(db: AsyncConnection, *, active: bool | None = None) -> dict[str, Any]:
+async def list_plans(db: AsyncConnection, *, active: bool | None = None, limit: int | None = None,
+                     after: list | None = None) -> dict[str, Any]:
+    """Cheapest first; a page of `limit` after the cursor `after`, or every plan (limit None)."""
     query = select(plans)
     if active is not None:
         query = query.where(_p.is_active == active)
-    rows = [dict(r._mapping) for r in await db.execute(query.order_by(_p.price_monthly, _p.name, _p.id))]
+    if (key := keyset(after, int)):
+        query = query.where(func.row(_p.price_monthly, _p.id) > func.row(*key))
+    query = query.order_by(_p.price_monthly, _p.id)
+    rows = [dict(r._mapping) for r in await db.execute(query if limit is None else query.limit(limit + 1))]
     usage = await _plan_usage(db, [r["id"] for r in rows]) if rows else {}
-    return {"items": [r | {"organizations_count": usage.get(r["id"], 0)} for r in rows], "next_cursor": None}
+    rows = [r | {"organizations_count": usage.get(r["id"], 0)} for r in rows]
+    return page(rows, limit if limit is not None else len(rows), lambda r: (r["price_monthly"], str(r["id"])))
 
 
 async def get_plan(db: AsyncConnection, plan_id: uuid.UUID, *, lock: bool = False) -> dict[str, Any]:
@@ -297,9 +303,14 @@ async def update_plan(db: AsyncConnection, plan_id: uuid.UUID, data: PlanUpdate)
 _f = feature_flags.c
 
 
-async def list_flags(db: AsyncConnection) -> dict[str, Any]:
-    rows = await db.execute(select(feature_flags).order_by(_f.name))
-    return {"items": [dict(r._mapping) for r in rows], "next_cursor": None}
+async def list_flags(db: AsyncConnection, *, limit: int | None = None, after: list | None = None) -> dict[str, Any]:
+    """By name; a page of `limit` after the cursor `after`, or every flag (limit None)."""
+    query = select(feature_flags)
+    if (key := keyset(after)):
+        query = query.where(func.row(_f.name, _f.id) > func.row(*key))
+    query = query.order_by(_f.name, _f.id)
+    rows = [dict(r._mapping) for r in await db.execute(query if limit is None else query.limit(limit + 1))]
+    return page(rows, limit if limit is not None else len(rows), lambda r: (r["name"], str(r["id"])))
 
 
 async def get_flag(db: AsyncConnection, flag_id: uuid.UUID, *, lock: bool = False) -> dict[str, Any]:
