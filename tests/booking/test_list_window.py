@@ -47,9 +47,7 @@ async def test_the_list_window_takes_days_or_times(client, tenant):
 
 async def test_the_list_finds_bookings_by_reference_email_or_name(client, platform_admin, tenant):
     activity = await make_activity(client, tenant)
-    day = (datetime.now(timezone.utc).date() + timedelta(days=3)).isoformat()
-    session = (await client.get(f"/v1/public/venues/{tenant.embed_key}/availability", params={
-        "activity_id": activity["id"], "from": day, "to": day})).json()["sessions"][0]
+    session = await future_session(client, tenant, activity)
     ann = (await book(client, tenant, session["id"], email="ann.lee@example.com"))["reference"]
     zed = (await book(client, tenant, session["id"], email="zed@example.com"))["reference"]
     other = await make_tenant(client, platform_admin)  # the same customer name and email elsewhere

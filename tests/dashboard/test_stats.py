@@ -239,6 +239,14 @@ async def test_rebuild_gives_identical_rows_and_doctor_finds_a_tampered_row(clie
     assert code == 0, output
 
 
+# A session of the activity `ahead` from now, on a day of its own, written as the owner.
+NEW_SESSION = """
+    INSERT INTO activity_sessions (organization_id, activity_id, venue_id, start_time, end_time, capacity_total,
+                                   capacity_remaining, price_at_generation, currency)
+    VALUES (:o, :a, :v, now() + CAST(:ahead AS interval), now() + CAST(:ahead AS interval) + interval '1 hour',
+            5, 5, 100, 'USD')"""
+
+
 async def test_rebuilding_one_organizations_figures_holds_back_only_its_own_writes(
         client, platform_admin, tenant, owner_engine):
     """A venue changing time zone rebuilds its organization's roll-ups inside the staff's
@@ -262,17 +270,13 @@ async def test_rebuilding_one_organizations_figures_holds_back_only_its_own_writ
             conn.execute(text(statement), params)
             tx.rollback()
 
-    far_day = f"""
-        INSERT INTO activity_sessions (organization_id, activity_id, venue_id, start_time, end_time, capacity_total,
-                                       capacity_remaining, price_at_generation, currency)
-        VALUES (:o, :a, :v, now() + interval '300 days', now() + interval '300 days 1 hour', 5, 5, 100, 'USD')"""
-    ours = {"o": tenant.organization_id, "a": activity["id"], "v": tenant.venue_id}
+    ours = {"o": tenant.organization_id, "a": activity["id"], "v": tenant.venue_id, "ahead": "300 days"}
     with owner_engine.connect() as rebuilding, rebuilding.begin():
         rebuilding.execute(text("SELECT rebuild_daily_stats(:o)"), {"o": tenant.organization_id})
         write("UPDATE bookings SET guest_count = guest_count + 1 WHERE id = :b", "5s", b=theirs["id"])
         with pytest.raises(OperationalError, match="lock timeout"):
-            write(far_day, "300ms", **ours)
-    write(far_day, "5s", **ours)
+            write(NEW_SESSION, "300ms", **ours)
+    write(NEW_SESSION, "5s", **ours)
     for t in (tenant, other):
         assert stored_rows(owner_engine, t.organization_id) == recomputed_rows(owner_engine, t.organization_id)
 
@@ -296,18 +300,14 @@ async def test_a_time_zone_change_and_a_new_session_at_its_venue_do_not_deadlock
     session inserted meanwhile at that venue waits for the row (its foreign-key check) before it
     asks for the roll-ups' lock, so the two queue up instead of waiting for each other."""
     activity = await make_activity(client, tenant)
-    ours = {"o": tenant.organization_id, "a": activity["id"], "v": tenant.venue_id}
+    ours = {"o": tenant.organization_id, "a": activity["id"], "v": tenant.venue_id, "ahead": "200 days"}
     errors: list[BaseException] = []
 
     def insert_session() -> None:
         try:
             with owner_engine.connect() as conn, conn.begin() as tx:
                 conn.execute(text("SET LOCAL lock_timeout = '10s'"))
-                conn.execute(text("""
-                    INSERT INTO activity_sessions (organization_id, activity_id, venue_id, start_time, end_time,
-                                                   capacity_total, capacity_remaining, price_at_generation, currency)
-                    VALUES (:o, :a, :v, now() + interval '200 days', now() + interval '200 days 1 hour', 5, 5, 100,
-                            'USD')"""), ours)
+                conn.execute(text(NEW_SESSION), ours)
                 tx.rollback()
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)

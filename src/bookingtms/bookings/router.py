@@ -23,8 +23,9 @@ Reference = Path(min_length=3, max_length=32)
 CREATED_FIELDS = ("booking_reference", "session_id", "customer_id", "guest_count", "total_amount", "currency", "status",
                   "notes")
 CANCEL_FIELDS = ("status", "payment_status", "refund_amount", "cancel_reason", "cancelled_at")
-PUBLIC_FIELDS = ("id", "reference", "booking_reference", "status", "payment_status", "guest_count", "total_amount", "currency",
-                 "refund_amount", "start_time", "end_time", "activity_name", "cancellation_policy", "cancelled_at")
+PUBLIC_FIELDS = ("id", "reference", "booking_reference", "status", "payment_status", "guest_count", "total_amount",
+                 "currency", "refund_amount", "start_time", "end_time", "activity_name", "cancellation_policy",
+                 "cancelled_at")
 
 
 WINDOW_FROM = ("Bookings of sessions from this local day (YYYY-MM-DD, the venue's day) or from this RFC 3339 "

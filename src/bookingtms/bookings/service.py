@@ -150,9 +150,9 @@ def _detail_query():
     b, c, s, a = bookings.c, customers.c, activity_sessions.c, activities.c
     return (
         # `reference` beside the column's own name: the checkout answer (API.md) calls it that.
-        select(bookings, b.booking_reference.label("reference"), c.email.label("customer_email"), c.first_name.label("customer_first_name"),
-               c.last_name.label("customer_last_name"), c.phone.label("customer_phone"),
-               s.start_time, s.end_time, a.name.label("activity_name"))
+        select(bookings, b.booking_reference.label("reference"), c.email.label("customer_email"),
+               c.first_name.label("customer_first_name"), c.last_name.label("customer_last_name"),
+               c.phone.label("customer_phone"), s.start_time, s.end_time, a.name.label("activity_name"))
         .join_from(bookings, customers, and_(c.organization_id == b.organization_id, c.id == b.customer_id))
         .join(activity_sessions, and_(s.organization_id == b.organization_id, s.id == b.session_id))
         .join(activities, and_(a.organization_id == b.organization_id, a.id == b.activity_id))

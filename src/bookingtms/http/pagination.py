@@ -48,8 +48,11 @@ def keyset(after: list[Any] | None, first: type = str) -> tuple[Any, uuid.UUID] 
         raise ValidationFailed("The cursor is not one this API gave out.", code="invalid_cursor", field="cursor") from None
 
 
-def page(rows: list[Any], limit: int, key) -> dict[str, Any]:
-    """`rows` was fetched with limit + 1; `key(row)` gives the two sort values of a row."""
+def page(rows: list[Any], limit: int | None, key) -> dict[str, Any]:
+    """`rows` was fetched with limit + 1 (or whole, with limit None); `key(row)` gives the two sort
+    values of a row."""
+    if limit is None:
+        return {"items": rows, "next_cursor": None}
     more = len(rows) > limit
     rows = rows[:limit]
     return {"items": rows, "next_cursor": encode_cursor(list(key(rows[-1]))) if more and rows else None}

@@ -253,7 +253,7 @@ async def list_plans(db: AsyncConnection, *, active: bool | None = None, limit: 
     rows = [dict(r._mapping) for r in await db.execute(query if limit is None else query.limit(limit + 1))]
     usage = await _plan_usage(db, [r["id"] for r in rows]) if rows else {}
     rows = [r | {"organizations_count": usage.get(r["id"], 0)} for r in rows]
-    return page(rows, limit if limit is not None else len(rows), lambda r: (r["price_monthly"], str(r["id"])))
+    return page(rows, limit, lambda r: (r["price_monthly"], str(r["id"])))
 
 
 async def get_plan(db: AsyncConnection, plan_id: uuid.UUID, *, lock: bool = False) -> dict[str, Any]:
@@ -310,7 +310,7 @@ async def list_flags(db: AsyncConnection, *, limit: int | None = None, after: li
         query = query.where(func.row(_f.name, _f.id) > func.row(*key))
     query = query.order_by(_f.name, _f.id)
     rows = [dict(r._mapping) for r in await db.execute(query if limit is None else query.limit(limit + 1))]
-    return page(rows, limit if limit is not None else len(rows), lambda r: (r["name"], str(r["id"])))
+    return page(rows, limit, lambda r: (r["name"], str(r["id"])))
 
 
 async def get_flag(db: AsyncConnection, flag_id: uuid.UUID, *, lock: bool = False) -> dict[str, Any]:
