@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookingtms.customers import service as customers_service
 from bookingtms.config import get_settings
+from bookingtms.db.engine import as_dicts
 from bookingtms.customers.schemas import CustomerIn
 from bookingtms.errors import Conflict, NotFound, ValidationFailed
 from bookingtms.http.pagination import keyset, page
@@ -234,8 +235,8 @@ async def list_bookings(db: AsyncConnection, org_id: uuid.UUID, *, date_from, da
                       venue_id=venue_id, activity_id=activity_id, q=q, customer_id=customer_id)
     if (key := keyset(after, datetime)):
         query = query.where(func.row(b.created_at, b.id) < func.row(*key))
-    rows = (await db.execute(query.order_by(b.created_at.desc(), b.id.desc()).limit(limit + 1))).all()
-    return page([dict(r._mapping) for r in rows], limit, lambda r: (r["created_at"].isoformat(), str(r["id"])))
+    rows = as_dicts(await db.execute(query.order_by(b.created_at.desc(), b.id.desc()).limit(limit + 1)))
+    return page(rows, limit, lambda r: (r["created_at"].isoformat(), str(r["id"])))
 
 
 async def session_bookings(db: AsyncConnection, org_id: uuid.UUID, session_id: uuid.UUID) -> list[dict[str, Any]]:

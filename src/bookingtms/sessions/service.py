@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bookingtms.activities.schedule import Schedule, expand
 from bookingtms.cache import availability_day_scope, availability_scope, invalidate_after_commit
 from bookingtms.config import get_settings
+from bookingtms.db.engine import as_dicts
 from bookingtms.errors import Conflict, NotFound, PreconditionFailed, SoldOut, ValidationFailed
 from bookingtms.http.pagination import keyset, page
 from bookingtms.http.params import local_midnight
@@ -200,8 +201,8 @@ async def list_sessions(db: AsyncConnection, org_id: uuid.UUID, *, activity_id: 
         query = query.where(s.capacity_remaining > 0, ~s.is_closed, s.start_time > func.now())
     if (key := keyset(after, datetime)):
         query = query.where(func.row(s.start_time, s.id) > func.row(*key))
-    rows = (await db.execute(query.order_by(s.start_time, s.id).limit(limit + 1))).all()
-    return page([dict(r._mapping) for r in rows], limit, lambda r: (r["start_time"].isoformat(), str(r["id"])))
+    rows = as_dicts(await db.execute(query.order_by(s.start_time, s.id).limit(limit + 1)))
+    return page(rows, limit, lambda r: (r["start_time"].isoformat(), str(r["id"])))
 
 
 _EDIT_SESSION = text("""
@@ -263,18 +264,17 @@ async def availability_by_day(db: AsyncConnection, org_id: uuid.UUID, venue_id: 
     activities, sold-out ones included, ordered by start: what the public availability is cut
     from (cached day by day)."""
     first, last = min(days), max(days)
-    rows = (await db.execute(_AVAILABILITY, {
+    rows = as_dicts(await db.execute(_AVAILABILITY, {
         "org_id": org_id, "venue_id": venue_id, "begin": local_midnight(first, zone),
-        "end": local_midnight(last + timedelta(days=1), zone), "row_cap": MAX_AVAILABILITY_ROWS + 1})).all()
+        "end": local_midnight(last + timedelta(days=1), zone), "row_cap": MAX_AVAILABILITY_ROWS + 1}))
     if len(rows) > MAX_AVAILABILITY_ROWS:  # a day cut short must not be cached as if it were whole
         raise ValidationFailed(f"These dates hold more than {MAX_AVAILABILITY_ROWS:,} sessions; ask for fewer days.",
                                code="window_too_large", field="to")
-    wanted = set(days)
     by_day: dict[date, list[dict[str, Any]]] = {d: [] for d in days}
     for row in rows:
-        day = row.start_time.astimezone(zone).date()
-        if day in wanted:
-            by_day[day].append(dict(row._mapping))
+        day = row["start_time"].astimezone(zone).date()
+        if day in by_day:
+            by_day[day].append(row)
     return by_day
 
 
