@@ -100,7 +100,7 @@ def render_email(kind: str, payload: dict[str, Any], organization_name: str,
 
 @lru_cache
 def _subject_template(kind: str):
-    """Compiled once per kind: Jinja compiles a string template anew on every from_string (a fifth of
+    """Compiled once per kind: Jinja compiles a string template anew on every from_string (an eighth of
     what delivering a confirmation cost the job loop)."""
     return _environment(False).from_string(SUBJECTS[kind])
 
