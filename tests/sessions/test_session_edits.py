@@ -204,3 +204,16 @@ async def test_reserve_session_capacity(client, tenant, owner_engine):
         assert reserve(owner_engine, str(uuid.uuid4()), 1, 1) == (False, None, None)
     finally:
         restore(owner_engine, sid)
+
+
+async def test_an_inactive_activity_takes_no_holds(client, tenant):
+    activity = await make_activity(client, tenant, capacity=6)
+    kept = await future_session(client, tenant, activity)
+    await book(client, tenant, kept["id"], spots=1)  # a session with a booking stays when the activity pauses
+    dropped = await future_session(client, tenant, activity, days_ahead=5)
+    paused = await client.patch(f"/v1/activities/{activity['id']}", headers=tenant.headers, json={"is_active": False})
+    assert paused.status_code == 200 and paused.json()["is_active"] is False, paused.text
+
+    assert_problem(await hold(client, tenant, kept["id"], spots=1), 409, "activity_unavailable")
+    assert (await get_session(client, tenant, kept["id"])).json()["capacity_remaining"] == 5
+    assert_problem(await hold(client, tenant, dropped["id"], spots=1), 404, "session_not_found")
