@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookingtms.activities.schemas import ActivityCreate, ActivityUpdate
 from bookingtms.cache import availability_scope, invalidate_after_commit, venue_scope
+from bookingtms.db.engine import as_dicts
 from bookingtms.errors import NotFound, ValidationFailed
 from bookingtms.http.pagination import keyset, page
 from bookingtms.models import activities, venues
@@ -70,8 +71,8 @@ async def list_activities(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid
         query = query.where(activities.c.venue_id == venue_id)
     if (key := keyset(after)):
         query = query.where(func.row(activities.c.name, activities.c.id) > func.row(*key))
-    rows = (await db.execute(query.order_by(activities.c.name, activities.c.id).limit(limit + 1))).all()
-    return page([dict(r._mapping) for r in rows], limit, lambda r: (r["name"], str(r["id"])))
+    rows = as_dicts(await db.execute(query.order_by(activities.c.name, activities.c.id).limit(limit + 1)))
+    return page(rows, limit, lambda r: (r["name"], str(r["id"])))
 
 
 async def update_activity(db: AsyncConnection, org_id: uuid.UUID, activity_id: uuid.UUID,
@@ -118,10 +119,9 @@ async def archive_activity(db: AsyncConnection, org_id: uuid.UUID, activity_id: 
 
 
 async def public_activities(db: AsyncConnection, org_id: uuid.UUID, venue_id: uuid.UUID) -> list[dict[str, Any]]:
-    rows = (await db.execute(select(*(activities.c[f] for f in PUBLIC_FIELDS)).where(
+    return as_dicts(await db.execute(select(*(activities.c[f] for f in PUBLIC_FIELDS)).where(
         activities.c.organization_id == org_id, activities.c.venue_id == venue_id, activities.c.is_active,
-        activities.c.archived_at.is_(None)).order_by(activities.c.name))).all()
-    return [dict(r._mapping) for r in rows]
+        activities.c.archived_at.is_(None)).order_by(activities.c.name)))
 
 
 async def edit_activity(db: AsyncConnection, org_id: uuid.UUID, activity_id: uuid.UUID,

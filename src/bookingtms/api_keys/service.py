@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bookingtms.api_keys.schemas import ApiKeyCreate
 from bookingtms.auth.permissions import PERMISSION_MATRIX
 from bookingtms.cache import get_redis
-from bookingtms.db.engine import DbContext, lookup_connection, tenant_transaction
+from bookingtms.db.engine import DbContext, as_dicts, lookup_connection, tenant_transaction
 from bookingtms.errors import Forbidden, NotFound, ValidationFailed
 from bookingtms.http.pagination import keyset, page
 from bookingtms.models import api_keys
@@ -65,8 +65,8 @@ async def list_keys(db: AsyncConnection, org_id: uuid.UUID, limit: int, after: l
     query = select(*(c[f] for f in PUBLIC_FIELDS)).where(c.organization_id == org_id)
     if (key := keyset(after)):
         query = query.where(func.row(c.name, c.id) > func.row(*key))
-    rows = (await db.execute(query.order_by(c.name, c.id).limit(limit + 1))).all()
-    return page([dict(r._mapping) for r in rows], limit, lambda r: (r["name"], str(r["id"])))
+    rows = as_dicts(await db.execute(query.order_by(c.name, c.id).limit(limit + 1)))
+    return page(rows, limit, lambda r: (r["name"], str(r["id"])))
 
 
 async def revoke_key(db: AsyncConnection, org_id: uuid.UUID, key_id: uuid.UUID) -> dict[str, Any]:

@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookingtms.customers import service as customers_service
 from bookingtms.config import get_settings
-from bookingtms.db.engine import as_dicts
 from bookingtms.customers.schemas import CustomerIn
+from bookingtms.db.engine import as_dicts
 from bookingtms.errors import Conflict, NotFound, ValidationFailed
 from bookingtms.http.pagination import keyset, page
 from bookingtms.metrics import BOOKINGS
@@ -242,9 +242,8 @@ async def list_bookings(db: AsyncConnection, org_id: uuid.UUID, *, date_from, da
 async def session_bookings(db: AsyncConnection, org_id: uuid.UUID, session_id: uuid.UUID) -> list[dict[str, Any]]:
     """Every booking of one session (cancelled ones too), oldest first: the staff session page."""
     b = bookings.c
-    rows = (await db.execute(_detail_query().where(b.organization_id == org_id, b.session_id == session_id)
-                             .order_by(b.created_at, b.id).limit(1000))).all()
-    return [dict(r._mapping) for r in rows]
+    return as_dicts(await db.execute(_detail_query().where(b.organization_id == org_id, b.session_id == session_id)
+                                     .order_by(b.created_at, b.id).limit(1000)))
 
 
 async def list_for_sessions(db: AsyncConnection, org_id: uuid.UUID, session_ids: list[uuid.UUID]) -> list[dict[str, Any]]:
@@ -252,9 +251,8 @@ async def list_for_sessions(db: AsyncConnection, org_id: uuid.UUID, session_ids:
     if not session_ids:
         return []
     b = bookings.c
-    rows = (await db.execute(_detail_query().where(b.organization_id == org_id, b.session_id.in_(session_ids))
-                             .order_by(b.created_at, b.id))).all()
-    return [dict(r._mapping) for r in rows]
+    return as_dicts(await db.execute(_detail_query().where(b.organization_id == org_id, b.session_id.in_(session_ids))
+                                     .order_by(b.created_at, b.id)))
 
 
 EXPORT_COLUMNS = ("reference", "date", "start_time", "end_time", "timezone", "venue", "activity", "guests",

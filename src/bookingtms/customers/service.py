@@ -10,6 +10,7 @@ from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookingtms.customers.schemas import CustomerIn, CustomerUpdate
+from bookingtms.db.engine import as_dicts
 from bookingtms.errors import NotFound
 from bookingtms.http.pagination import keyset, page
 from bookingtms.models import customers
@@ -58,8 +59,8 @@ async def list_customers(db: AsyncConnection, org_id: uuid.UUID, q: str | None, 
         query = query.where(or_(c.email.like(like), func.lower(c.first_name + " " + c.last_name).like(like)))
     if (key := keyset(after)):
         query = query.where(func.row(c.email, c.id) > func.row(*key))
-    rows = (await db.execute(query.order_by(c.email, c.id).limit(limit + 1))).all()
-    return page([dict(r._mapping) for r in rows], limit, lambda r: (r["email"], str(r["id"])))
+    rows = as_dicts(await db.execute(query.order_by(c.email, c.id).limit(limit + 1)))
+    return page(rows, limit, lambda r: (r["email"], str(r["id"])))
 
 
 async def update_customer(db: AsyncConnection, org_id: uuid.UUID, customer_id: uuid.UUID,

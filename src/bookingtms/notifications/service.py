@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bookingtms.db.engine import as_dicts
 from bookingtms.errors import Conflict, NotFound
 from bookingtms.http.pagination import keyset, page
 from bookingtms.models import notification_outbox
@@ -47,8 +48,8 @@ async def list_notifications(db: AsyncConnection, org_id: uuid.UUID, *, status: 
         query = query.where(n.booking_id == booking_id)
     if (key := keyset(after, datetime)):
         query = query.where(func.row(n.created_at, n.id) < func.row(*key))
-    rows = (await db.execute(query.order_by(n.created_at.desc(), n.id.desc()).limit(limit + 1))).all()
-    return page([dict(r._mapping) for r in rows], limit, lambda r: (r["created_at"].isoformat(), str(r["id"])))
+    rows = as_dicts(await db.execute(query.order_by(n.created_at.desc(), n.id.desc()).limit(limit + 1)))
+    return page(rows, limit, lambda r: (r["created_at"].isoformat(), str(r["id"])))
 
 
 async def get_notification(db: AsyncConnection, org_id: uuid.UUID, notification_id: uuid.UUID) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from bookingtms.audit import service as audit
 from bookingtms.auth.passwords import hash_password, temporary_password
 from bookingtms.auth.service import check_password_policy
 from bookingtms import cache
-from bookingtms.db.engine import DbContext, after_commit, set_context, tenant_transaction
+from bookingtms.db.engine import DbContext, after_commit, as_dicts, set_context, tenant_transaction
 from bookingtms.errors import Conflict, NotFound, ValidationFailed
 from bookingtms.http.pagination import keyset, page
 from bookingtms.models import access_grants, feature_flags, organizations, plans, users, venues
@@ -145,8 +145,8 @@ async def list_organizations(db: AsyncConnection, limit: int, after: list | None
         query = query.where(or_(_o.name.ilike(pattern, escape="\\"), _o.slug.ilike(pattern, escape="\\")))
     if (key := keyset(after, datetime)):
         query = query.where(func.row(_o.created_at, _o.id) < func.row(*key))
-    rows = (await db.execute(query.order_by(_o.created_at.desc(), _o.id.desc()).limit(limit + 1))).all()
-    result = page([dict(r._mapping) for r in rows], limit, lambda r: (r["created_at"].isoformat(), str(r["id"])))
+    rows = as_dicts(await db.execute(query.order_by(_o.created_at.desc(), _o.id.desc()).limit(limit + 1)))
+    result = page(rows, limit, lambda r: (r["created_at"].isoformat(), str(r["id"])))
     result["items"] = await _with_metrics(db, result["items"])
     return result
 
@@ -214,8 +214,7 @@ async def update_organization(db: AsyncConnection, org_id: uuid.UUID, data: Orga
 async def organization_venues(db: AsyncConnection, org_id: uuid.UUID) -> list[dict[str, Any]]:
     """The organization's venues as the platform may see them without an access grant (name,
     place, zone, status: what its widget shows anyway), from organization_venues()."""
-    rows = await db.execute(text("SELECT * FROM organization_venues(:org)"), {"org": org_id})
-    return [dict(r._mapping) for r in rows]
+    return as_dicts(await db.execute(text("SELECT * FROM organization_venues(:org)"), {"org": org_id}))
 
 
 async def organization_owner(db: AsyncConnection, org_id: uuid.UUID) -> dict[str, Any] | None:
@@ -250,7 +249,7 @@ async def list_plans(db: AsyncConnection, *, active: bool | None = None, limit: 
     if (key := keyset(after, int)):
         query = query.where(func.row(_p.price_monthly, _p.id) > func.row(*key))
     query = query.order_by(_p.price_monthly, _p.id)
-    rows = [dict(r._mapping) for r in await db.execute(query if limit is None else query.limit(limit + 1))]
+    rows = as_dicts(await db.execute(query if limit is None else query.limit(limit + 1)))
     usage = await _plan_usage(db, [r["id"] for r in rows]) if rows else {}
     rows = [r | {"organizations_count": usage.get(r["id"], 0)} for r in rows]
     return page(rows, limit, lambda r: (r["price_monthly"], str(r["id"])))
@@ -309,7 +308,7 @@ async def list_flags(db: AsyncConnection, *, limit: int | None = None, after: li
     if (key := keyset(after)):
         query = query.where(func.row(_f.name, _f.id) > func.row(*key))
     query = query.order_by(_f.name, _f.id)
-    rows = [dict(r._mapping) for r in await db.execute(query if limit is None else query.limit(limit + 1))]
+    rows = as_dicts(await db.execute(query if limit is None else query.limit(limit + 1)))
     return page(rows, limit, lambda r: (r["name"], str(r["id"])))
 
 
@@ -384,8 +383,8 @@ async def list_grants(db: AsyncConnection, org_id: uuid.UUID, limit: int, after:
     query = select(*_GRANT_COLUMNS).where(_g.organization_id == org_id)
     if (key := keyset(after, datetime)):
         query = query.where(func.row(_g.created_at, _g.id) < func.row(*key))
-    rows = (await db.execute(query.order_by(_g.created_at.desc(), _g.id.desc()).limit(limit + 1))).all()
-    return page([dict(r._mapping) for r in rows], limit, lambda r: (r["created_at"].isoformat(), str(r["id"])))
+    rows = as_dicts(await db.execute(query.order_by(_g.created_at.desc(), _g.id.desc()).limit(limit + 1)))
+    return page(rows, limit, lambda r: (r["created_at"].isoformat(), str(r["id"])))
 
 
 async def revoke_grant(db: AsyncConnection, org_id: uuid.UUID, grant_id: uuid.UUID) -> dict[str, Any]:
