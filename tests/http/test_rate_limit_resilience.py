@@ -3,6 +3,7 @@ warning is logged, and the outage costs one timeout, not one per request."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 
@@ -88,3 +89,24 @@ def test_the_defaults_are_the_prds():
     items = ratelimit.resolve_limits(settings)
     assert {name: (item.amount, item.get_expiry()) for name, item in items.items()} == {
         "public": (100, 60), "authenticated": (1000, 60), "admin": (5000, 60), "webhook": (10000, 60)}
+
+
+async def test_the_window_moves_each_hit_leaves_it_on_its_own():
+    """A moving window, not a fixed one: a refused caller gets one request back when its oldest
+    counted hit is older than the window, not all of them at a window boundary."""
+    app = limited_app(None, public="2 per 2 second")
+    transport = httpx.ASGITransport(app=app, client=(fresh_ip(), 1234))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        first = await c.get("/v1/public/hello")
+        await asyncio.sleep(1.0)
+        second = await c.get("/v1/public/hello")
+        third = await c.get("/v1/public/hello")
+        assert [first.status_code, second.status_code, third.status_code] == [200, 200, 429]
+        assert [first.headers["RateLimit-Remaining"], second.headers["RateLimit-Remaining"]] == ["1", "0"]
+        assert third.headers["Retry-After"] == "1"  # when the first hit leaves the window
+        assert third.headers["RateLimit-Policy"] == "2;w=2"
+        await asyncio.sleep(1.1)  # the first hit has left; the second is still in the window
+        fourth = await c.get("/v1/public/hello")
+        fifth = await c.get("/v1/public/hello")
+    assert (fourth.status_code, fourth.headers["RateLimit-Remaining"]) == (200, "0")
+    assert fifth.status_code == 429
