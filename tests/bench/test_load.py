@@ -118,12 +118,18 @@ async def test_mixed_load_writes_a_report_with_every_endpoint(live_server, manif
 async def test_hot_slot_sells_exactly_capacity_on_a_server_it_starts(manifest, tmp_path, owner_engine):
     out = tmp_path / "results"
     # A small pool: the test database server is shared by the whole suite, and 60 buyers queueing
-    # for 4 connections is a hot slot too.
+    # for 4 connections is a hot slot too. Rate limits on, as in production, at 3 public requests a
+    # minute per address: each buyer is a visitor of its own (a hold and a checkout), so none is
+    # refused; sent from one address, all but one would be.
     code, output = await bench("--manifest", str(manifest), "--scenario", "hot-slot", "--workers", "1",
                                "--capacity", "5", "--buyers", "60", "--out", str(out),
-                               env={"BOOKINGTMS_DB_POOL_SIZE": "4", "BOOKINGTMS_DB_MAX_OVERFLOW": "0"})
+                               env={"BOOKINGTMS_DB_POOL_SIZE": "4", "BOOKINGTMS_DB_MAX_OVERFLOW": "0",
+                                    "BOOKINGTMS_RATE_LIMITS": "1", "BOOKINGTMS_RATE_LIMIT_PUBLIC": "3/minute"})
     assert code == 0, output
-    hot = json.loads((out / "latest.json").read_text())["hot_slot"]
+    written = json.loads((out / "latest.json").read_text())
+    assert written["server"]["rate_limits"] is True
+    assert "rate limits on, counted per visitor address" in (out / "latest.md").read_text()
+    hot = written["hot_slot"]
     assert (hot["booked"], hot["sold_out"], hot["other"]) == (5, 55, {})
     assert hot["capacity_remaining"] == 0 and hot["bookings_listed"] == 5 and hot["passed"]
     rows = {row["endpoint"]: row for row in hot["endpoints"]}

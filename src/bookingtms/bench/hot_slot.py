@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bookingtms.bench.load_client import Client
+from bookingtms.bench.load_client import CLIENT_ADDRESS, Client, client_address
 from bookingtms.bench.load_mix import CHECKOUT, HOLD
 from bookingtms.bench.report import Recorder
 
@@ -64,6 +64,7 @@ async def run_hot_slot(client: Client, manifest: dict[str, Any], capacity: int, 
 
     async def buyer(i: int) -> None:
         arrival = start + i * arrival_window / buyers
+        CLIENT_ADDRESS.set(client_address(i))  # each buyer its own visitor, as to the rate limits
         await asyncio.sleep(max(0.0, arrival - loop.time()))
         email = f"hot-{i}-{uuid.uuid4().hex[:8]}@example.com"
         held = await client.call("POST", f"/v1/public/venues/{venue['embed_key']}/reservations", HOLD,

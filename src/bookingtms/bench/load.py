@@ -1,7 +1,8 @@
 """`bookingtms bench run`: an open-loop HTTP load against a server on this machine, and its report.
 
-Without --url it starts `bookingtms serve --workers N` itself on a free loopback port (rate limits
-off: all the load comes from 127.0.0.1), waits for /readyz, runs, and stops it. The scenarios:
+Without --url it starts `bookingtms serve --workers N` itself on a free loopback port, waits for
+/readyz, runs, and stops it. Its rate limits stay on, as in production: it trusts 127.0.0.1 as a
+proxy, and each simulated visitor sends its own address in X-Forwarded-For (load_client.py). The scenarios:
 `mixed` (load_mix.py) and `hot-slot` (hot_slot.py); `all` runs both. Reports go to --out as
 `<UTC timestamp>-<scenario>.md|json` and latest.md|json (report.py)."""
 
@@ -29,6 +30,7 @@ from bookingtms.bench import report
 from bookingtms.bench.report import BOOKING, Recorder
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+TRUSTED_LOOPBACK = "127.0.0.1/32,::1/128"  # the load generator stands in for a load balancer
 READY_SECONDS = 900  # a first start may run migrations over a large data set
 THINK_SECONDS = 10.0  # a person's pause between two pages, when --users is not given
 
@@ -104,7 +106,9 @@ def run(args) -> int:
         return 2
     result.update({
         "machine": report.machine(),
-        "server": {"url": base_url, "started_by_bench": started, "workers": args.workers if started else None},
+        "server": {"url": base_url, "started_by_bench": started, "workers": args.workers if started else None,
+                   # The server started here inherits this environment, so it limits as these settings say.
+                   "rate_limits": settings.rate_limits if started else None},
         "data": {"profile": manifest.get("profile"), "counts": manifest.get("counts"), "manifest": str(manifest_path),
                  "sampled_organizations": len(manifest["organizations"])},
     })
@@ -189,7 +193,7 @@ def server(url: str | None, workers: int, data_dir: Path) -> Iterator[tuple[str,
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "bookingtms.cli", "serve", "--port", str(port), "--workers", str(workers)],
-            env={**os.environ, "BOOKINGTMS_RATE_LIMITS": "0"}, stdout=log, stderr=subprocess.STDOUT)
+            env={**os.environ, "BOOKINGTMS_TRUSTED_PROXIES": TRUSTED_LOOPBACK}, stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline, said = time.monotonic() + READY_SECONDS, time.monotonic()
             while True:

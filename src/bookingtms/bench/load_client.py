@@ -4,6 +4,8 @@ requests that record their latency from the time they were scheduled to be sent.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +15,16 @@ import orjson
 from bookingtms.bench.report import Recorder
 
 JSON = {"content-type": "application/json"}
+# The address the server is told each request comes from (X-Forwarded-For; the server it starts
+# trusts 127.0.0.1 as its proxy), set by each simulated user's task: the rate limits count per
+# client address, as they would for real visitors behind a load balancer.
+CLIENT_ADDRESS: ContextVar[str | None] = ContextVar("client_address", default=None)
+FIRST_ADDRESS = int(ipaddress.IPv4Address("10.0.0.1"))
+
+
+def client_address(index: int) -> str:
+    """The index-th simulated visitor's address (in 10.0.0.0/8)."""
+    return str(ipaddress.IPv4Address(FIRST_ADDRESS + index))
 
 
 @dataclass
@@ -63,6 +75,8 @@ class Client:
         status = code = body = None
         if json is not None:
             headers = {**JSON, **(headers or {})}
+        if (address := CLIENT_ADDRESS.get()) is not None:
+            headers = {**(headers or {}), "X-Forwarded-For": address}
         try:
             async with self.http.request(method, self.base_url + path, params=params, headers=headers,
                                          data=None if json is None else orjson.dumps(json),

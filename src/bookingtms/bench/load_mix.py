@@ -20,7 +20,7 @@ from itertools import accumulate
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bookingtms.bench.load_client import Client
+from bookingtms.bench.load_client import CLIENT_ADDRESS, Client, client_address
 from bookingtms.bench.report import BOOKING
 
 VENUE = "GET /v1/public/venues/{embed_key}"
@@ -238,8 +238,9 @@ class Mix:
 class User:
     """One simulated user: takes the next step of its journey at each of its arrivals."""
 
-    def __init__(self, mix: Mix):
+    def __init__(self, mix: Mix, address: str):
         self.mix = mix
+        self.address = address
         self.steps: Iterator[Step] = iter(())
         self.last: asyncio.Task | None = None
 
@@ -254,6 +255,7 @@ class User:
         task.add_done_callback(tasks.discard)
 
     async def _step(self, previous: asyncio.Task | None, arrival: float) -> None:
+        CLIENT_ADDRESS.set(self.address)  # this task's own context: every request of the step
         if previous is not None and not previous.done():
             await asyncio.wait([previous])  # a step may need the previous step's answer
         step = next(self.steps, None)
@@ -279,7 +281,7 @@ async def drive(mix: Mix, rng: random.Random, rate: float, users: int, start: fl
     """Poisson arrivals at `rate` from loop time `start` to `end`, then up to `drain` seconds for the
     answers still outstanding; what is still open then is cut off (the recorder counts it)."""
     loop = asyncio.get_running_loop()
-    population = [User(mix) for _ in range(users)]
+    population = [User(mix, client_address(i)) for i in range(users)]
     recorder = mix.client.recorder
     tasks: set[asyncio.Task] = set()
     t = start

@@ -182,6 +182,7 @@ def server_metrics(before: Scrape | None, after: Scrape | None, pool_in_use: lis
         "db_pool_waits": ({k: int(v) for k, v in waits.items()}
                           if after.declares("bookingtms_db_pool_waits_total") else None),
         "db_pool_in_use_max": max(pool_in_use) if pool_in_use else None,
+        "rate_limited": {k: int(v) for k, v in _by_label(delta, "bookingtms_rate_limited_total", "tier").items() if v},
     }
 
 
@@ -377,6 +378,8 @@ def _mixed_markdown(m: dict[str, Any]) -> list[str]:
                                                  ", ".join(f"{k or 'all'} {v}" for k, v in waits.items()) or "0"))
         out.append("* database connections in use (max of samples every 5 s): "
                    + ("not available" if s["db_pool_in_use_max"] is None else f"{s['db_pool_in_use_max']:g}"))
+        refused = s.get("rate_limited") or {}
+        out.append("* refused by a rate limit: " + (", ".join(f"{k} {v:,}" for k, v in refused.items()) or "none"))
     else:
         out.append(f"* server metrics: not available ({s.get('note')})")
     c = m["client"]
@@ -407,6 +410,12 @@ def _hot_markdown(h: dict[str, Any]) -> list[str]:
     return out
 
 
+def _limits_note(on: bool | None) -> str:
+    if on is None:
+        return ""
+    return " (rate limits on, counted per visitor address)" if on else " (rate limits off)"
+
+
 def markdown(report: dict[str, Any]) -> str:
     mach, server, data = report["machine"], report["server"], report["data"]
     counts = ", ".join(f"{k} {v:,}" for k, v in (data.get("counts") or {}).items())
@@ -415,7 +424,7 @@ def markdown(report: dict[str, Any]) -> str:
              f"* machine: {mach['cpus']} cores ({mach['cpu_model'] or 'unknown CPU'}), {mach['platform']}, "
              f"Python {mach['python']}",
              f"* server: {server['url']}, " + (f"{server['workers']} worker processes started by the benchmark "
-                                              "(rate limits off)" if server["started_by_bench"] else
+                                              + _limits_note(server.get("rate_limits")) if server["started_by_bench"] else
                                               "already running (not started by the benchmark)"),
              f"* data: profile `{data.get('profile')}`" + (f" ({counts})" if counts else "")
              + f", manifest `{data['manifest']}`",
