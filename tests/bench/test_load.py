@@ -128,7 +128,7 @@ async def test_hot_slot_sells_exactly_capacity_on_a_server_it_starts(manifest, t
     assert code == 0, output
     written = json.loads((out / "latest.json").read_text())
     assert written["server"]["rate_limits"] is True
-    assert "rate limits on, counted per visitor address" in (out / "latest.md").read_text()
+    assert "benchmark (rate limits on, counted per visitor address)" in (out / "latest.md").read_text()
     hot = written["hot_slot"]
     assert (hot["booked"], hot["sold_out"], hot["other"]) == (5, 55, {})
     assert hot["capacity_remaining"] == 0 and hot["bookings_listed"] == 5 and hot["passed"]

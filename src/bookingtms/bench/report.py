@@ -413,7 +413,7 @@ def _hot_markdown(h: dict[str, Any]) -> list[str]:
 def _limits_note(on: bool | None) -> str:
     if on is None:
         return ""
-    return " (rate limits on, counted per visitor address)" if on else " (rate limits off)"
+    return "(rate limits on, counted per visitor address)" if on else "(rate limits off)"
 
 
 def markdown(report: dict[str, Any]) -> str:
