@@ -413,19 +413,19 @@ def _hot_markdown(h: dict[str, Any]) -> list[str]:
 def _limits_note(on: bool | None) -> str:
     if on is None:
         return ""
-    return "(rate limits on, counted per visitor address)" if on else "(rate limits off)"
+    return " (rate limits on, counted per visitor address)" if on else " (rate limits off)"
 
 
 def markdown(report: dict[str, Any]) -> str:
     mach, server, data = report["machine"], report["server"], report["data"]
+    started = f"{server['workers']} worker processes started by the benchmark" + _limits_note(server.get("rate_limits"))
     counts = ", ".join(f"{k} {v:,}" for k, v in (data.get("counts") or {}).items())
     lines = [f"# Load benchmark: {report['scenario']} ({report['started_at']})", "",
              f"Command: `{report['command']}`", "",
              f"* machine: {mach['cpus']} cores ({mach['cpu_model'] or 'unknown CPU'}), {mach['platform']}, "
              f"Python {mach['python']}",
-             f"* server: {server['url']}, " + (f"{server['workers']} worker processes started by the benchmark "
-                                              + _limits_note(server.get("rate_limits")) if server["started_by_bench"] else
-                                              "already running (not started by the benchmark)"),
+             f"* server: {server['url']}, "
+             + (started if server["started_by_bench"] else "already running (not started by the benchmark)"),
              f"* data: profile `{data.get('profile')}`" + (f" ({counts})" if counts else "")
              + f", manifest `{data['manifest']}`",
              f"* random seed: {report['seed']}", ""]

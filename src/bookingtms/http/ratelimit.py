@@ -46,8 +46,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
-import structlog
 import redis.asyncio as aioredis
+import structlog
 from limits import RateLimitItem, parse
 
 from bookingtms.auth.tokens import ACCESS_COOKIE, decode_access_token
