@@ -80,7 +80,8 @@ def add_parser(subparsers) -> None:
         help="simulated users; their mean think time is users / rate (default: rate x 10 s of think time, "
              "so 10,000 users at 1,000 requests/s)")
     add("--staff", type=_number(int, 0, 1000), default=20,
-        help="organizations whose owner logs in for the staff journeys (default 20)")
+        help="organizations whose owner logs in for the staff journeys (default 20; each owner has the "
+             "authenticated rate limit of 1,000 requests a minute, enough up to about 100 x staff requests/s)")
     add("--capacity", type=_number(int, 0, 10_000), default=20, help="hot-slot session capacity (default 20)")
     add("--buyers", type=_number(int, 0, 100_000), default=500, help="hot-slot buyers within one second (500)")
     add("--timeout", type=_number(float, 0, 300), default=10.0,
