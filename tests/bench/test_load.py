@@ -13,8 +13,12 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from redis import Redis
+
+from bookingtms.bench.load_client import client_address
 from bookingtms.bench.load_mix import (AVAILABILITY, BOOKING_DETAIL, BOOKING_LIST, CHECKOUT, HOLD, PUBLIC_BOOKING,
                                        STATS, VENUE)
+from bookingtms.http.ratelimit import KEY_PREFIX
 from tests.factories import PASSWORD, book, future_session, make_activity, make_tenant, run_doctor
 
 
@@ -121,6 +125,9 @@ async def test_hot_slot_sells_exactly_capacity_on_a_server_it_starts(manifest, t
     # for 4 connections is a hot slot too. Rate limits on, as in production, at 3 public requests a
     # minute per address: each buyer is a visitor of its own (a hold and a checkout), so none is
     # refused; sent from one address, all but one would be.
+    buyer_windows = [f"{KEY_PREFIX}:public:ip:{client_address(i)}:3/60" for i in range(60)]
+    redis = Redis.from_url(os.environ["REDIS_URL"])
+    redis.delete(*buyer_windows)  # a run less than a minute ago on a shared Redis
     code, output = await bench("--manifest", str(manifest), "--scenario", "hot-slot", "--workers", "1",
                                "--capacity", "5", "--buyers", "60", "--out", str(out),
                                env={"BOOKINGTMS_DB_POOL_SIZE": "4", "BOOKINGTMS_DB_MAX_OVERFLOW": "0",
@@ -128,6 +135,9 @@ async def test_hot_slot_sells_exactly_capacity_on_a_server_it_starts(manifest, t
     assert code == 0, output
     written = json.loads((out / "latest.json").read_text())
     assert written["server"]["rate_limits"] is True
+    # The limits were really on, each buyer counted at its own address: a hold and, for the five
+    # who got a spot, a checkout.
+    assert sorted(redis.llen(key) for key in buyer_windows) == [1] * 55 + [2] * 5
     assert "benchmark (rate limits on, counted per visitor address)" in (out / "latest.md").read_text()
     hot = written["hot_slot"]
     assert (hot["booked"], hot["sold_out"], hot["other"]) == (5, 55, {})

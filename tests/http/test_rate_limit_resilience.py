@@ -81,6 +81,8 @@ async def test_an_unreachable_redis_fails_open_while_the_same_limits_refuse_with
 def test_a_malformed_limit_override_is_refused_at_start():
     with pytest.raises(ValueError, match="BOOKINGTMS_RATE_LIMIT_PUBLIC"):
         ratelimit.resolve_limits(get_settings(), {"public": "lots per minute"})
+    with pytest.raises(ValueError, match="BOOKINGTMS_RATE_LIMIT_ADMIN='0/minute': a rate limit allows at least one"):
+        ratelimit.resolve_limits(get_settings(), {"admin": "0/minute"})
 
 
 def test_the_defaults_are_the_prds():
@@ -110,3 +112,18 @@ async def test_the_window_moves_each_hit_leaves_it_on_its_own():
         fifth = await c.get("/v1/public/hello")
     assert (fourth.status_code, fourth.headers["RateLimit-Remaining"]) == (200, "0")
     assert fifth.status_code == 429
+
+
+async def test_a_burst_larger_than_the_redis_pool_is_counted_exactly(monkeypatch):
+    """150 requests at once from one address, against a limit of 120: exactly 120 are served. A
+    burst is when limits matter most; the limiter's connection pool must make it wait, not fail
+    open (a pool capped at 100 connections once turned the limits off for five seconds here)."""
+    warnings = Warnings()
+    monkeypatch.setattr(ratelimit, "log", warnings)
+    app = limited_app(None, public="120/minute")
+    transport = httpx.ASGITransport(app=app, client=(fresh_ip(), 1234))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        burst = await asyncio.gather(*(c.get("/v1/public/hello") for _ in range(150)))
+    assert sorted(r.status_code for r in burst) == [200] * 120 + [429] * 30
+    assert all("ratelimit-remaining" in r.headers for r in burst)  # every one counted, none let through
+    assert warnings.events == []

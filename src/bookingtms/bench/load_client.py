@@ -20,11 +20,17 @@ JSON = {"content-type": "application/json"}
 # client address, as they would for real visitors behind a load balancer.
 CLIENT_ADDRESS: ContextVar[str | None] = ContextVar("client_address", default=None)
 FIRST_ADDRESS = int(ipaddress.IPv4Address("10.0.0.1"))
+FIRST_STAFF_ADDRESS = int(ipaddress.IPv4Address("172.16.0.1"))
 
 
 def client_address(index: int) -> str:
     """The index-th simulated visitor's address (in 10.0.0.0/8)."""
     return str(ipaddress.IPv4Address(FIRST_ADDRESS + index))
+
+
+def staff_address(index: int) -> str:
+    """Where the index-th staff member signs in from (in 172.16.0.0/12, apart from the visitors)."""
+    return str(ipaddress.IPv4Address(FIRST_STAFF_ADDRESS + index))
 
 
 @dataclass

@@ -1,9 +1,9 @@
 """Rate limits (PRD 3.2.1; blueprint 7.2, layer 1): a pure ASGI middleware in front of every route.
 
 The algorithm is a moving window kept in Redis, so a limit holds across workers, processes and
-hosts that share the Redis: each caller's window is a list of its hit times, newest first, at most
-`limit` long, and one Lua script (MOVING_WINDOW) counts a hit and reads what the headers need in
-one round trip. The `limits` library parses the limits' notation; its own strategy was not kept
+hosts that share the Redis: each caller's window is a list of its hit times (Redis's clock), newest
+first, at most `limit` long, and one Lua script (MOVING_WINDOW) counts a hit and reads what the
+headers need in one round trip. The `limits` library parses the limits' notation; its own strategy was not kept
 because it needs two round trips per request (the hit, then the window's stats for the headers):
 with it, limiting cost a cached public answer 0.2-0.27 ms of the worker's CPU (a third of a cached
 venue page).
@@ -85,6 +85,7 @@ WEBHOOK_PREFIX = "/v1/webhooks/"
 API_KEY_PREFIX = "btms_"
 OUTAGE_BACKOFF_SECONDS = 5.0
 REDIS_TIMEOUT_SECONDS = 0.5
+REDIS_CONNECTIONS = 128  # per process; a check holds one for a round trip only
 KEY_PREFIX = "bookingtms:ratelimit"
 
 
@@ -101,6 +102,8 @@ def resolve_limits(settings: Settings, overrides: dict[str, str] | None = None) 
             items[name] = parse(text)
         except ValueError:
             raise ValueError(f"{tier.env}={text!r} is not a rate limit such as '100/minute'") from None
+        if items[name].amount < 1:  # "0/minute" parses, but would count nothing and refuse nobody
+            raise ValueError(f"{tier.env}={text!r}: a rate limit allows at least one request")
     return items
 
 
@@ -175,16 +178,19 @@ async def identify(path: str, ip: str | None, bearer: str | None) -> Caller:
     return Caller(tier, f"user:{user_id}")
 
 
-# KEYS[1]: the caller's window; ARGV: now and the window's length (seconds), the limit. Returns
-# {1 if the hit was counted else 0, hits in the window, when the oldest of them leaves it}. Same
+# KEYS[1]: the caller's window; ARGV: the window's length (seconds), the limit. Returns {1 if the
+# hit was counted else 0, hits in the window, seconds until the oldest of them leaves it}. Same
 # rule as `limits`' moving window: a hit is refused while the limit-th newest is in the window.
+# The time is Redis's, so the list stays in order whichever host's worker counts the hit.
 MOVING_WINDOW = """
-local now, expiry, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local expiry, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local since = now - expiry
 local nth = redis.call('LINDEX', KEYS[1], limit - 1)
 local allowed = not (nth and tonumber(nth) >= since)
 if allowed then
-    redis.call('LPUSH', KEYS[1], ARGV[1])
+    redis.call('LPUSH', KEYS[1], string.format('%.6f', now))
     redis.call('LTRIM', KEYS[1], 0, limit - 1)
     redis.call('EXPIRE', KEYS[1], expiry)
 end
@@ -201,7 +207,7 @@ local reset = now + expiry
 if last >= 0 then
     reset = tonumber(redis.call('LINDEX', KEYS[1], last)) + expiry
 end
-return {allowed and 1 or 0, last + 1, tostring(reset)}
+return {allowed and 1 or 0, last + 1, tostring(reset - now)}
 """
 
 
@@ -220,32 +226,37 @@ class RateLimitMiddleware:
         self._down_until = 0.0
 
     def _get_script(self):
-        """MOVING_WINDOW on a client of its own, with short timeouts (fail open quickly)."""
+        """MOVING_WINDOW on a client of its own, with short socket timeouts (an outage fails open
+        quickly). Its pool makes a burst wait for a free connection (timeout=None): a pool that
+        refused the 101st request at once read as an outage, and turned the limits off for everyone
+        for OUTAGE_BACKOFF_SECONDS just when a burst came."""
         if self._script is None:
             url = self._redis_url or get_settings().redis_url
             if not url:
                 raise RuntimeError("REDIS_URL is not configured")
-            client = aioredis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_SECONDS,
-                                             socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
-            self._script = client.register_script(MOVING_WINDOW)  # EVALSHA, loaded once
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url, max_connections=REDIS_CONNECTIONS, timeout=None, socket_timeout=REDIS_TIMEOUT_SECONDS,
+                socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
+            self._script = aioredis.Redis(connection_pool=pool).register_script(MOVING_WINDOW)  # EVALSHA
         return self._script
 
     async def _count(self, item: RateLimitItem, caller: Caller) -> tuple[bool, int, float] | None:
-        """(allowed, remaining, reset_at), or None when Redis is unavailable (fail open)."""
+        """(allowed, remaining, seconds until the window frees a request), or None when Redis is
+        unavailable (fail open)."""
         now = time.monotonic()
         if now < self._down_until:
             return None
         window = item.get_expiry()
         try:
-            allowed, hits, reset_at = await self._get_script()(
+            allowed, hits, reset_in = await self._get_script()(
                 keys=[f"{KEY_PREFIX}:{caller.tier}:{caller.key}:{item.amount}/{window}"],
-                args=[repr(time.time()), window, item.amount])
+                args=[window, item.amount])
         except Exception as exc:  # noqa: BLE001 - any Redis failure: fail open (module docstring)
             self._down_until = now + OUTAGE_BACKOFF_SECONDS
             log.warning("rate_limits_unavailable", error=f"{type(exc).__name__}: {exc}"[:300],
                         action="serving unlimited", retry_in_seconds=OUTAGE_BACKOFF_SECONDS)
             return None
-        return bool(allowed), max(0, item.amount - hits), float(reset_at)
+        return bool(allowed), max(0, item.amount - hits), float(reset_in)
 
     async def __call__(self, scope, receive, send) -> None:
         if (scope["type"] != "http" or not self.enabled or scope["path"] in EXEMPT_PATHS
@@ -260,8 +271,8 @@ class RateLimitMiddleware:
         counted = await self._count(item, caller)
         if counted is None:
             return await self.app(scope, receive, send)
-        allowed, remaining, reset_at = counted
-        reset_in = max(0, math.ceil(reset_at - time.time()))
+        allowed, remaining, reset_in = counted
+        reset_in = max(0, math.ceil(reset_in))
         window = item.get_expiry()
         headers = {"RateLimit-Limit": str(item.amount), "RateLimit-Remaining": str(remaining),
                    "RateLimit-Reset": str(reset_in), "RateLimit-Policy": f"{item.amount};w={window}"}
