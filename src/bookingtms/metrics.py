@@ -39,6 +39,8 @@ REQUEST_SECONDS = Histogram(
 CACHE_HITS = Counter("bookingtms_cache_hits_total", "Cache reads answered from Redis", ["cache"])
 CACHE_MISSES = Counter("bookingtms_cache_misses_total", "Cache reads that went to the database", ["cache"])
 RATE_LIMITED = Counter("bookingtms_rate_limited_total", "Requests refused by a rate limit", ["tier"])
+RATE_LIMITS_SKIPPED = Counter("bookingtms_rate_limits_skipped_total",
+                              "Requests served without a rate limit because Redis could not count them (fail open)")
 HOLDS = Counter("bookingtms_holds_total", "Reservation attempts by outcome", ["outcome"])
 BOOKINGS = Counter("bookingtms_bookings_total", "Bookings created, by status at creation", ["status"])
 DB_POOL_IN_USE = Gauge("bookingtms_db_pool_connections_in_use", "Database connections checked out",

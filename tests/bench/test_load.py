@@ -104,6 +104,8 @@ async def test_mixed_load_writes_a_report_with_every_endpoint(live_server, manif
     # report says they are not available.
     exported = httpx.get(f"{live_server.url}/metrics", timeout=10)
     server = mixed["server"]
+    if exported.status_code == 200 and "bookingtms_rate_limits_skipped_total" in exported.text:
+        assert server["rate_limits_skipped"] == 0 and "served without a rate limit" in (out / "latest.md").read_text()
     if exported.status_code == 200 and "bookingtms_cache_hits_total" in exported.text:
         assert server["cache"]["exported"] and server["cache"]["hits"] + server["cache"]["misses"] > 0
         assert 0 <= server["cache"]["hit_rate"] <= 1

@@ -103,6 +103,7 @@ def test_rate_limit_refusals_are_counted_by_tier(live_server_factory):
     samples = parse(scrapes[-1].text)
     assert value(samples, "bookingtms_rate_limited_total", tier="public") == 2
     assert value(samples, "bookingtms_rate_limited_total", tier="authenticated") == 0
+    assert samples[("bookingtms_rate_limits_skipped_total", frozenset())] == 0  # Redis up: every request counted
     assert value(samples, "bookingtms_http_request_duration_seconds_count",
                  method="GET", route=AVAILABILITY, status="4xx") == 5
 

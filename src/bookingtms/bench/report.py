@@ -160,6 +160,9 @@ def _by_label(values: dict, name: str, label: str) -> dict[str, float]:
     return out
 
 
+SKIPPED = "bookingtms_rate_limits_skipped_total"  # requests the server let through unlimited (Redis failing)
+
+
 def server_metrics(before: Scrape | None, after: Scrape | None, pool_in_use: list[float]) -> dict[str, Any]:
     """Cache hit rate and pool waits over the window; "not available" when the server does not export them."""
     if before is None or after is None:
@@ -183,6 +186,7 @@ def server_metrics(before: Scrape | None, after: Scrape | None, pool_in_use: lis
                           if after.declares("bookingtms_db_pool_waits_total") else None),
         "db_pool_in_use_max": max(pool_in_use) if pool_in_use else None,
         "rate_limited": {k: int(v) for k, v in _by_label(delta, "bookingtms_rate_limited_total", "tier").items() if v},
+        "rate_limits_skipped": (int(sum(_by_label(delta, SKIPPED, "").values())) if after.declares(SKIPPED) else None),
     }
 
 
@@ -380,6 +384,9 @@ def _mixed_markdown(m: dict[str, Any]) -> list[str]:
                    + ("not available" if s["db_pool_in_use_max"] is None else f"{s['db_pool_in_use_max']:g}"))
         refused = s.get("rate_limited") or {}
         out.append("* refused by a rate limit: " + (", ".join(f"{k} {v:,}" for k, v in refused.items()) or "none"))
+        skipped = s.get("rate_limits_skipped")
+        out.append("* served without a rate limit (Redis could not count them): "
+                   + ("not available" if skipped is None else f"{skipped:,}"))
     else:
         out.append(f"* server metrics: not available ({s.get('note')})")
     c = m["client"]

@@ -54,7 +54,7 @@ from bookingtms.auth.tokens import ACCESS_COOKIE, decode_access_token
 from bookingtms.config import Settings, get_settings
 from bookingtms.errors import AppError
 from bookingtms.http import request_context
-from bookingtms.metrics import RATE_LIMITED
+from bookingtms.metrics import RATE_LIMITED, RATE_LIMITS_SKIPPED
 
 log = structlog.get_logger("bookingtms.ratelimit")
 
@@ -270,6 +270,7 @@ class RateLimitMiddleware:
         item = self.items[caller.tier]
         counted = await self._count(item, caller)
         if counted is None:
+            RATE_LIMITS_SKIPPED.inc()  # so an outage, or a defect, shows at /metrics and in the benchmark
             return await self.app(scope, receive, send)
         allowed, remaining, reset_in = counted
         reset_in = max(0, math.ceil(reset_in))
