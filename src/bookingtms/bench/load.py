@@ -3,8 +3,8 @@
 Without --url it starts `bookingtms serve --workers N` itself on a free loopback port, waits for
 /readyz, runs, and stops it. Its rate limits stay on, as in production: it trusts 127.0.0.1 as a
 proxy, and each simulated visitor sends its own address in X-Forwarded-For (load_client.py).
-The scenarios: `mixed` (load_mix.py) and `hot-slot` (hot_slot.py); `all` runs both. Reports go to --out as
-`<UTC timestamp>-<scenario>.md|json` and latest.md|json (report.py)."""
+The scenarios: `mixed` (load_mix.py) and `hot-slot` (hot_slot.py); `all` runs both. Reports go to
+--out as `<UTC timestamp>-<scenario>.md|json` and latest.md|json (report.py)."""
 
 from __future__ import annotations
 

@@ -23,14 +23,10 @@ FIRST_ADDRESS = int(ipaddress.IPv4Address("10.0.0.1"))
 FIRST_STAFF_ADDRESS = int(ipaddress.IPv4Address("172.16.0.1"))
 
 
-def client_address(index: int) -> str:
-    """The index-th simulated visitor's address (in 10.0.0.0/8)."""
-    return str(ipaddress.IPv4Address(FIRST_ADDRESS + index))
-
-
-def staff_address(index: int) -> str:
-    """Where the index-th staff member signs in from (in 172.16.0.0/12, apart from the visitors)."""
-    return str(ipaddress.IPv4Address(FIRST_STAFF_ADDRESS + index))
+def client_address(index: int, first: int = FIRST_ADDRESS) -> str:
+    """The index-th simulated visitor's address (in 10.0.0.0/8), or with FIRST_STAFF_ADDRESS the
+    index-th staff member's (in 172.16.0.0/12, apart from the visitors)."""
+    return str(ipaddress.IPv4Address(first + index))
 
 
 @dataclass

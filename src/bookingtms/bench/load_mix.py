@@ -20,7 +20,7 @@ from itertools import accumulate
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bookingtms.bench.load_client import CLIENT_ADDRESS, Client, client_address, staff_address
+from bookingtms.bench.load_client import CLIENT_ADDRESS, FIRST_STAFF_ADDRESS, Client, client_address
 from bookingtms.bench.report import BOOKING
 
 VENUE = "GET /v1/public/venues/{embed_key}"
@@ -98,7 +98,7 @@ class Catalog:
         gate = asyncio.Semaphore(4)
 
         async def log_in(index: int, org: Org):
-            CLIENT_ADDRESS.set(staff_address(index))  # a front desk of its own, as to the rate limits
+            CLIENT_ADDRESS.set(client_address(index, FIRST_STAFF_ADDRESS))  # a front desk of its own, as to the rate limits
             async with gate:
                 return await client.call("POST", "/v1/auth/login", "login", want_body=True, record=False,
                                          timeout=60, json={"email": org.owner_email, "password": password})

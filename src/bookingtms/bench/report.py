@@ -186,7 +186,8 @@ def server_metrics(before: Scrape | None, after: Scrape | None, pool_in_use: lis
                           if after.declares("bookingtms_db_pool_waits_total") else None),
         "db_pool_in_use_max": max(pool_in_use) if pool_in_use else None,
         "rate_limited": {k: int(v) for k, v in _by_label(delta, "bookingtms_rate_limited_total", "tier").items() if v},
-        "rate_limits_skipped": (int(sum(_by_label(delta, SKIPPED, "").values())) if after.declares(SKIPPED) else None),
+        "rate_limits_skipped": (int(sum(v for (name, _), v in delta.items() if name == SKIPPED))
+                                if after.declares(SKIPPED) else None),
     }
 
 

@@ -3,10 +3,10 @@
 The algorithm is a moving window kept in Redis, so a limit holds across workers, processes and
 hosts that share the Redis: each caller's window is a list of its hit times (Redis's clock), newest
 first, at most `limit` long, and one Lua script (MOVING_WINDOW) counts a hit and reads what the
-headers need in one round trip. The `limits` library parses the limits' notation; its own strategy was not kept
-because it needs two round trips per request (the hit, then the window's stats for the headers):
-with it, limiting cost a cached public answer 0.2-0.27 ms of the worker's CPU (a third of a cached
-venue page).
+headers need in one round trip. The `limits` library parses the limits' notation; its own
+strategy was not kept because it needs two round trips per request (the hit, then the window's
+stats for the headers): with it, limiting cost a cached public answer 0.2-0.27 ms of the worker's
+CPU (a third of a cached venue page).
 
 Who is counted, decided cheaply before any route runs:
 
@@ -203,11 +203,11 @@ while low <= high do
         high = mid - 1
     end
 end
-local reset = now + expiry
+local reset_in = expiry
 if last >= 0 then
-    reset = tonumber(redis.call('LINDEX', KEYS[1], last)) + expiry
+    reset_in = tonumber(redis.call('LINDEX', KEYS[1], last)) + expiry - now
 end
-return {allowed and 1 or 0, last + 1, tostring(reset - now)}
+return {allowed and 1 or 0, last + 1, tostring(reset_in)}
 """
 
 
