@@ -51,6 +51,14 @@ def _print_demo(info: dict, base: str) -> None:
     print(f"  platform login: {info['admin_email']} / {info['admin_password']}")
 
 
+# How long an idle keep-alive connection stays open. It must outlast the idle timeout of whatever
+# reuses connections: otherwise the server may close one just as a request is sent on it, and that
+# request fails with no answer. uvicorn's default (5 s) equals httpx's client expiry, and that race
+# failed a test; 75 s outlasts clients (httpx 5 s, aiohttp 15 s) and load balancers (AWS ALB and
+# nginx's upstream keep-alive, 60 s).
+KEEP_ALIVE_SECONDS = 75
+
+
 def cmd_serve(args) -> int:
     """Migrates and creates the demo once, here, then serves. With --workers N, uvicorn runs N
     worker processes that share the embedded servers started here (their URLs are in the
@@ -81,7 +89,8 @@ def cmd_serve(args) -> int:
         # proxy_headers off: the app decides which X-Forwarded-For to believe (BOOKINGTMS_TRUSTED_PROXIES);
         # uvicorn's own would take it from any loopback peer before the app sees the real one.
         uvicorn.run("bookingtms.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
-                    loop="uvloop", http="httptools", access_log=False, log_level="warning", proxy_headers=False)
+                    loop="uvloop", http="httptools", access_log=False, log_level="warning", proxy_headers=False,
+                    timeout_keep_alive=KEEP_ALIVE_SECONDS)
     finally:
         from bookingtms.db.embedded import stop_embedded_redis
 

@@ -47,8 +47,8 @@ class Client:
     def __init__(self, base_url: str, connections: int, timeout: float, recorder: Recorder):
         self.base_url = base_url.rstrip("/")
         self.recorder = recorder
-        # Idle connections are dropped before uvicorn's 5 s keep-alive ends, so a request never
-        # goes out on a connection the server is closing.
+        # Idle connections are dropped long before the server's keep-alive ends (cli.KEEP_ALIVE_SECONDS),
+        # so a request never goes out on a connection the server is closing.
         connector = aiohttp.TCPConnector(limit=connections, keepalive_timeout=4, force_close=False)
         self.http = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout),
                                           skip_auto_headers=("User-Agent",))
