@@ -218,7 +218,9 @@ class Mix:
     async def hold(self, venue: Venue, session_id: str, spots: int, email: str, t: float, held: list) -> None:
         answer = await self.client.call(
             "POST", f"/v1/public/venues/{venue.embed_key}/reservations", HOLD, intended=t, ok=(201,),
-            refusals=("409 sold_out",), want_body=True,
+            # Right answers too: others took the spots, or the session started while the user
+            # thought it over (availability lists only sessions not started yet, as does the hold).
+            refusals=("409 sold_out", "422 session_started"), want_body=True,
             json={"session_id": session_id, "spots": spots, "customer_email": email})
         if answer.status == 201 and answer.body:
             held.append((answer.body["reservation_id"], answer.done_at - t, t))
