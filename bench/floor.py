@@ -1,15 +1,15 @@
 """The floor under the mixed benchmark: what the cheapest requests cost on this machine.
 
-Starts `bookingtms serve --workers 2 --demo` on its own data dir (embedded PostgreSQL and Redis,
-rate limits on, each request from its own X-Forwarded-For address as in `bench run`), then drives
-one endpoint at a time open loop (a fixed arrival rate; latency from each request's scheduled send)
-and reads the CPU time of each process group from /proc over the measured window:
+Starts `bookingtms serve --workers 2 --demo` on a fresh data dir of its own (its own embedded
+PostgreSQL and Redis, whatever DATABASE_URL or REDIS_URL say; rate limits on, each request from its
+own X-Forwarded-For address as in `bench run`), then drives one endpoint at a time open loop (a
+fixed arrival rate; latency from each request's scheduled send) and reads the CPU time of each
+process tree from /proc over the measured window:
 
     .venv/bin/python bench/floor.py --endpoints healthz,venue,availability --rates 500,1000
 
 healthz does no work at all; venue and availability are answered from the Redis cache after the
-warm-up. A mix of requests that do more (bookings, staff reads, cache misses) costs more than
-these, so twice the cores these use at a rate is more than the machine has for that rate.
+warm-up. Whatever a mix of requests costs a request, it is at least what these cost.
 """
 
 from __future__ import annotations
@@ -25,61 +25,86 @@ import tempfile
 from pathlib import Path
 
 import aiohttp
+import uvloop
+
+from bookingtms.bench.load import TRUSTED_LOOPBACK
+from bookingtms.bench.load_client import client_address
+from bookingtms.bench.report import clock, cpu_times, machine, machine_busy, percentile
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+GROUPS = ("workers", "postgres", "redis", "load generator")
 
 
-def cpu_seconds_by_group() -> dict[str, float]:
-    """CPU seconds so far of the server's workers, PostgreSQL, Redis, and this load generator."""
-    groups = {"workers": 0.0, "postgres": 0.0, "redis": 0.0}
+def processes() -> dict[int, tuple[int, float, float]]:
+    """pid: (parent pid, CPU seconds, CPU seconds of its reaped children)."""
+    found = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             stat = (proc / "stat").read_text()
-            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue  # gone meanwhile
         fields = stat.rsplit(")", 1)[1].split()
-        seconds = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
-        if "bookingtms.cli serve" in command or "multiprocessing" in command:
-            groups["workers"] += seconds
-        elif command.startswith("postgres") or "/bin/postgres " in command:  # backends, postmaster
-            groups["postgres"] += seconds
-        elif "redis" in command:
-            groups["redis"] += seconds
+        found[int(proc.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS,
+                                 (int(fields[13]) + int(fields[14])) / CLOCK_TICKS)
+    return found
+
+
+def tree(found: dict, root: int) -> set[int]:
+    members, grew = {root}, True
+    while grew:
+        more = {pid for pid, (parent, *_) in found.items() if parent in members} - members
+        members |= more
+        grew = bool(more)
+    return members & found.keys()
+
+
+def embedded_servers(server_pid: int, data_dir: Path) -> dict[str, int]:
+    """The pids of the embedded PostgreSQL's postmaster and of the embedded Redis (both detach from
+    the server that started them). Redis's pid file lies beside its socket, whose URL the server
+    hands its workers in their environment."""
+    postmaster = int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])
+    for pid in tree(processes(), server_pid) - {server_pid}:
+        environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        for entry in environment:
+            if entry.startswith(b"REDIS_URL=unix://"):
+                socket = Path(entry.split(b"unix://", 1)[1].decode())
+                return {"workers": server_pid, "postgres": postmaster,
+                        "redis": int((socket.parent / "redis.pid").read_text())}
+    sys.exit("no worker of the server names an embedded Redis in its environment")
+
+
+def cpu_seconds_by_group(roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each root's process tree (the server and its workers, PostgreSQL,
+    Redis) and of this process. The roots' reaped children count too, so a process that ends
+    within the window keeps its share."""
+    found = processes()
+    groups = dict.fromkeys(GROUPS, 0.0)
+    for group, root in roots.items():
+        groups[group] = sum(found[pid][1] for pid in tree(found, root)) + found.get(root, (0, 0, 0))[2]
     own = os.times()
     groups["load generator"] = own.user + own.system
     return groups
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return 1000 * ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
-
-
-async def drive(http: aiohttp.ClientSession, url: str, rate: float, seconds: float) -> tuple[list[float], int, float]:
-    """Requests at `rate` per second for `seconds`: (latencies of the good answers, errors, elapsed)."""
-    loop = asyncio.get_running_loop()
+async def drive(http: aiohttp.ClientSession, url: str, rate: float, seconds: float) -> tuple[list[float], int]:
+    """Requests at `rate` per second for `seconds`: (the latencies of all, in seconds; errors)."""
     latencies: list[float] = []
     errors = 0
-    start = loop.time() + 0.05
+    start = clock() + 0.05
 
     async def one(index: int) -> None:
         nonlocal errors
         scheduled = start + index / rate
-        await asyncio.sleep(max(0.0, scheduled - loop.time()))
-        address = f"10.{index >> 16 & 255}.{index >> 8 & 255}.{index & 255}"
+        await asyncio.sleep(max(0.0, scheduled - clock()))
         try:
-            async with http.get(url, headers={"X-Forwarded-For": address}) as answer:
+            async with http.get(url, headers={"X-Forwarded-For": client_address(index)}) as answer:
                 await answer.read()
-                good = answer.status == 200
+                errors += answer.status != 200
         except (aiohttp.ClientError, asyncio.TimeoutError):
-            good = False
-        if good:
-            latencies.append(loop.time() - scheduled)
-        else:
             errors += 1
+        latencies.append(clock() - scheduled)
 
     tasks = []
     for index in range(int(rate * seconds)):
@@ -87,7 +112,7 @@ async def drive(http: aiohttp.ClientSession, url: str, rate: float, seconds: flo
         if index % 200 == 0:
             await asyncio.sleep(0)  # let the first requests go out while the rest are scheduled
     await asyncio.gather(*tasks)
-    return latencies, errors, loop.time() - start
+    return latencies, errors
 
 
 async def wait_ready(http: aiohttp.ClientSession, base: str, server: subprocess.Popen) -> None:
@@ -104,32 +129,40 @@ async def wait_ready(http: aiohttp.ClientSession, base: str, server: subprocess.
     sys.exit("the server was not ready after 5 minutes")
 
 
-async def measure(args, base: str, log: Path, server: subprocess.Popen) -> None:
+async def measure(args, base: str, data_dir: Path, server: subprocess.Popen) -> None:
     timeout = aiohttp.ClientTimeout(total=10)
     connector = aiohttp.TCPConnector(limit=256, keepalive_timeout=4)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
         await wait_ready(http, base, server)
-        embed_key = re.search(r"embed key:\s+(\S+)", log.read_text()).group(1)
+        roots = embedded_servers(server.pid, data_dir)
+        embed_key = re.search(r"embed key:\s+(\S+)", (data_dir / "server.log").read_text()).group(1)
         async with http.get(f"{base}/v1/public/venues/{embed_key}") as answer:
             activity_id = (await answer.json())["activities"][0]["id"]
         urls = {"healthz": f"{base}/healthz", "venue": f"{base}/v1/public/venues/{embed_key}",
                 "availability": f"{base}/v1/public/venues/{embed_key}/availability?activity_id={activity_id}"}
-        print("| endpoint | offered/s | answered/s | errors | P50 | P95 | P99 | cores: workers | PostgreSQL "
-              "| Redis | load generator | all | CPU ms per request, all |")
+        about = machine()
+        print(f"# Floor: {about['cpus']} cores ({about['cpu_model']}), Python {about['python']}\n")
+        print(f"Command: `{' '.join(['bench/floor.py', *sys.argv[1:]])}`; {args.duration:g} s measured after "
+              f"{args.warmup:g} s of warm-up. Cores: CPU seconds per second of each process tree.\n")
+        print("| endpoint | offered/s | errors | P50 ms | P95 ms | P99 ms | cores: workers | PostgreSQL "
+              "| Redis | load generator | all | machine busy | CPU ms a request, all |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for name in args.endpoints.split(","):
             for rate in (float(r) for r in args.rates.split(",")):
                 await drive(http, urls[name], rate, args.warmup)
-                before = cpu_seconds_by_group()
-                latencies, errors, elapsed = await drive(http, urls[name], rate, args.duration)
-                after = cpu_seconds_by_group()
-                cores = {group: (after[group] - before[group]) / elapsed for group in before}
+                before, busy_before = cpu_seconds_by_group(roots), cpu_times()
+                started = clock()
+                latencies, errors = await drive(http, urls[name], rate, args.duration)
+                elapsed = clock() - started
+                after, busy_after = cpu_seconds_by_group(roots), cpu_times()
+                cores = {group: (after[group] - before[group]) / elapsed for group in GROUPS}
                 total = sum(cores.values())
-                answered = len(latencies) / elapsed
-                p50, p95, p99 = (percentile(latencies, p) for p in (50, 95, 99)) if latencies else (0, 0, 0)
-                print(f"| {name} | {rate:.0f} | {answered:.0f} | {errors} | {p50:.1f} | {p95:.1f} | {p99:.1f} | "
-                      + " | ".join(f"{cores[g]:.2f}" for g in ("workers", "postgres", "redis", "load generator"))
-                      + f" | {total:.2f} | {1000 * total / rate:.2f} |", flush=True)
+                latencies.sort()
+                p50, p95, p99 = (1000 * percentile(latencies, p) for p in (50, 95, 99))
+                print(f"| {name} | {rate:.0f} | {errors} | {p50:.1f} | {p95:.1f} | {p99:.1f} | "
+                      + " | ".join(f"{cores[group]:.2f}" for group in GROUPS)
+                      + f" | {total:.2f} | {machine_busy(busy_before, busy_after)} % | {1000 * total / rate:.2f} |",
+                      flush=True)
 
 
 def main() -> None:
@@ -141,17 +174,25 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8790)
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="bookingtms-floor-"))
-    log = data_dir / "server.log"
-    env = {**os.environ, "BOOKINGTMS_DATA_DIR": str(data_dir), "BOOKINGTMS_RUN_JOBS": "0",
-           "BOOKINGTMS_TRUSTED_PROXIES": "127.0.0.1/32,::1/128"}
-    with open(log, "w") as out:
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("DATABASE_DIRECT_URL", "DATABASE_READ_URL", "BOOKINGTMS_DB_PREPARED_STATEMENTS")}
+    env.update({"BOOKINGTMS_DATA_DIR": str(data_dir), "DATABASE_URL": "", "REDIS_URL": "",  # embedded ones
+                "BOOKINGTMS_RATE_LIMITS": "1", "BOOKINGTMS_TRUSTED_PROXIES": TRUSTED_LOOPBACK,
+                "BOOKINGTMS_RUN_JOBS": "0"})
+    with open(data_dir / "server.log", "w") as log:
+        # cwd: no .env of the caller's may point the server elsewhere.
         server = subprocess.Popen([sys.executable, "-m", "bookingtms.cli", "serve", "--port", str(args.port),
-                                   "--workers", "2", "--demo"], env=env, stdout=out, stderr=subprocess.STDOUT)
+                                   "--workers", "2", "--demo"], env=env, cwd=data_dir, stdout=log,
+                                  stderr=subprocess.STDOUT)
         try:
-            asyncio.run(measure(args, f"http://127.0.0.1:{args.port}", log, server))
+            uvloop.run(measure(args, f"http://127.0.0.1:{args.port}", data_dir, server))
         finally:
             server.terminate()
-            server.wait(30)
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
     shutil.rmtree(data_dir)  # kept (with the server's log) only when the run fails
 
 

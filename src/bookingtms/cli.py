@@ -51,14 +51,6 @@ def _print_demo(info: dict, base: str) -> None:
     print(f"  platform login: {info['admin_email']} / {info['admin_password']}")
 
 
-# How long an idle keep-alive connection stays open. It must outlast the idle timeout of whatever
-# reuses connections: otherwise the server may close one just as a request is sent on it, and that
-# request fails with no answer. uvicorn's default (5 s) equals httpx's client expiry, and that race
-# failed a test; 75 s outlasts clients (httpx 5 s, aiohttp 15 s) and load balancers (AWS ALB and
-# nginx's upstream keep-alive, 60 s).
-KEEP_ALIVE_SECONDS = 75
-
-
 def cmd_serve(args) -> int:
     """Migrates and creates the demo once, here, then serves. With --workers N, uvicorn runs N
     worker processes that share the embedded servers started here (their URLs are in the
@@ -80,6 +72,7 @@ def cmd_serve(args) -> int:
     print(f"  API docs:       {base}/docs")
     print(f"  OpenAPI:        {base}/openapi.json")
     print(f"  health:         {base}/healthz  {base}/readyz", flush=True)
+    _allow_open_files()
     metrics_dir = _fresh_metrics_dir(settings) if args.workers > 1 else None
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler it
     # found: as SystemExit (not the default action, which ends the process on the spot) the
@@ -90,7 +83,7 @@ def cmd_serve(args) -> int:
         # uvicorn's own would take it from any loopback peer before the app sees the real one.
         uvicorn.run("bookingtms.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
                     loop="uvloop", http="httptools", access_log=False, log_level="warning", proxy_headers=False,
-                    timeout_keep_alive=KEEP_ALIVE_SECONDS)
+                    timeout_keep_alive=settings.keep_alive_seconds)
     finally:
         from bookingtms.db.embedded import stop_embedded_redis
 
@@ -98,6 +91,21 @@ def cmd_serve(args) -> int:
             shutil.rmtree(metrics_dir, ignore_errors=True)
         stop_embedded_redis()  # the workers are gone by now
     return 0
+
+
+def _allow_open_files() -> None:
+    """Every open connection holds a file descriptor, idle keep-alive ones included; a soft limit of
+    1,024 (a common default) would refuse new connections long before the CPU runs out. The hard
+    limit is what the operator allows; the workers inherit it."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError):
+            pass  # the system caps it lower (e.g. nr_open); the soft limit stays as it was
 
 
 def _fresh_metrics_dir(settings) -> Path:

@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     reservation_ttl_seconds: int = Field(default=300, alias="BOOKINGTMS_RESERVATION_TTL_SECONDS", gt=0)
     base_url: str = Field(default="http://127.0.0.1:8000", alias="BOOKINGTMS_BASE_URL")
     trusted_proxies: str = Field(default="", alias="BOOKINGTMS_TRUSTED_PROXIES")
+    # How long `serve` keeps an idle keep-alive connection open. It must outlast the idle timeout of
+    # whatever reuses connections (clients' pools, a load balancer), or the server may close one
+    # just as a request goes out on it, and that request gets no answer.
+    keep_alive_seconds: int = Field(default=75, alias="BOOKINGTMS_KEEP_ALIVE_SECONDS", gt=0)
     rate_limits: bool = Field(default=True, alias="BOOKINGTMS_RATE_LIMITS")
     # Overrides of the rate limit table in http/ratelimit.py (PRD 3.2.1), in `limits` notation
     # ("100/minute", "5/10 seconds"); unset keeps the table's value.

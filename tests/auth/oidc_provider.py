@@ -26,8 +26,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Route
 
-from bookingtms.cli import KEEP_ALIVE_SECONDS  # as the app serves: longer than its client pools keep a connection
-
 
 class OpenIDProvider:
     def __init__(self, client_id: str, client_secret: str, redirect_uri: str):
@@ -127,8 +125,7 @@ class OpenIDProvider:
             Route("/authorize", self.authorize),
             Route("/token", self.token, methods=["POST"]),
         ])
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off",
-                                                    timeout_keep_alive=KEEP_ALIVE_SECONDS))
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
         self._thread.start()
         deadline = time.time() + 10

@@ -1,6 +1,7 @@
-"""The server keeps an idle connection open longer than clients keep it in their pools. If it
-closed first, a request sent on the connection just as the server closed it would get no answer:
-uvicorn's default of 5 s equals httpx's, and that race once failed a test run."""
+"""The server keeps an idle connection open longer than clients keep it in their pools
+(BOOKINGTMS_KEEP_ALIVE_SECONDS, 75 s). If it closed first, a request sent on the connection just as
+the server closed it would get no answer: uvicorn's default of 5 s equals httpx's, and that race
+once failed a test run."""
 
 from __future__ import annotations
 
@@ -29,3 +30,4 @@ async def test_a_connection_idle_past_a_clients_pool_expiry_still_answers(live_s
         assert await get_healthz(reader, writer) == b"HTTP/1.1 200 OK"
     finally:
         writer.close()
+        await writer.wait_closed()

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from bookingtms.bench.load_client import CLIENT_ADDRESS, Client, client_address
 from bookingtms.bench.load_mix import CHECKOUT, HOLD
-from bookingtms.bench.report import Recorder
+from bookingtms.bench.report import Recorder, clock
 
 BUYER = "buyer: arrival to final answer"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -59,13 +59,12 @@ async def run_hot_slot(client: Client, manifest: dict[str, Any], capacity: int, 
     recorder.window = (-math.inf, math.inf)
     client.recorder = recorder
     outcomes: list[str] = []
-    loop = asyncio.get_running_loop()
-    start = loop.time() + 0.2
+    start = clock() + 0.2
 
     async def buyer(i: int) -> None:
         arrival = start + i * arrival_window / buyers
         CLIENT_ADDRESS.set(client_address(i))  # each buyer its own visitor, as to the rate limits
-        await asyncio.sleep(max(0.0, arrival - loop.time()))
+        await asyncio.sleep(max(0.0, arrival - clock()))
         email = f"hot-{i}-{uuid.uuid4().hex[:8]}@example.com"
         held = await client.call("POST", f"/v1/public/venues/{venue['embed_key']}/reservations", HOLD,
                                  intended=arrival, ok=(201,), refusals=("409 sold_out",), want_body=True,
@@ -81,7 +80,7 @@ async def run_hot_slot(client: Client, manifest: dict[str, Any], capacity: int, 
         outcomes.append("booked" if booked else "sold_out" if held.outcome == "409 sold_out" else final.outcome)
 
     await asyncio.gather(*(buyer(i) for i in range(buyers)))
-    elapsed = loop.time() - start
+    elapsed = clock() - start
 
     stored = await setup("GET", f"/v1/sessions/{session_id}", 200, "read the session")
     listed, cursor = 0, None

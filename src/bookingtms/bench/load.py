@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bookingtms.bench import report
-from bookingtms.bench.report import BOOKING, Recorder
+from bookingtms.bench.report import BOOKING, Recorder, clock
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 TRUSTED_LOOPBACK = "127.0.0.1/32,::1/128"  # the load generator stands in for a load balancer
@@ -264,15 +264,14 @@ async def mixed(args, client, manifest: dict[str, Any], rng: random.Random) -> d
         print(f"  login failed: {failure}", flush=True)
     mix = Mix(client, catalog, rng)
     recorder: Recorder = client.recorder
-    loop = asyncio.get_running_loop()
-    start = loop.time() + 0.2
+    start = clock() + 0.2
     begin, end = recorder.window = (start + args.warmup, start + args.warmup + args.duration)
     edge: dict[str, Any] = {}
     in_use: list[float] = []
 
     async def window_opens() -> None:
-        await asyncio.sleep(max(0.0, begin - loop.time()))
-        edge.update(cpu=report.cpu_times(), client_cpu=time.process_time(), at=loop.time())
+        await asyncio.sleep(max(0.0, begin - clock()))
+        edge.update(cpu=report.cpu_times(), client_cpu=time.process_time(), at=clock())
         edge["metrics"] = report.parse_metrics(await client.text("/metrics"))
 
     watchers = [asyncio.create_task(window_opens()), asyncio.create_task(progress(recorder, start)),
@@ -283,7 +282,7 @@ async def mixed(args, client, manifest: dict[str, Any], rng: random.Random) -> d
         for task in watchers:
             task.cancel()
     # The window's answers are all in (or given up on): the counters' deltas cover them.
-    client_cpu = round(100 * (time.process_time() - edge["client_cpu"]) / (loop.time() - edge["at"]), 1)
+    client_cpu = round(100 * (time.process_time() - edge["client_cpu"]) / (clock() - edge["at"]), 1)
     busy = report.machine_busy(edge["cpu"], report.cpu_times())
     after = report.parse_metrics(await client.text("/metrics"))
     server_side = report.server_metrics(edge.get("metrics"), after, in_use)
@@ -323,9 +322,8 @@ async def mixed(args, client, manifest: dict[str, Any], rng: random.Random) -> d
 
 async def sample_pool(client, window: tuple[float, float], in_use: list[float], every: float = 5.0) -> None:
     """The server's database pool gauge, every few seconds inside the window (/metrics is not free)."""
-    loop = asyncio.get_running_loop()
-    await asyncio.sleep(max(0.0, window[0] - loop.time()))
-    while loop.time() < window[1]:
+    await asyncio.sleep(max(0.0, window[0] - clock()))
+    while clock() < window[1]:
         gauge = report.pool_in_use(report.parse_metrics(await client.text("/metrics")))
         if gauge is not None:
             in_use.append(gauge)
@@ -334,13 +332,12 @@ async def sample_pool(client, window: tuple[float, float], in_use: list[float], 
 
 async def progress(recorder: Recorder, start: float) -> None:
     """A line a second: elapsed, sent, answered, errors, P95 of the last second's answers."""
-    loop = asyncio.get_running_loop()
     begin, end = recorder.window
     tick = start
     while True:
-        tick = max(tick + 1.0, loop.time())
-        await asyncio.sleep(tick - loop.time())
-        now = loop.time()
+        tick = max(tick + 1.0, clock())
+        await asyncio.sleep(tick - clock())
+        now = clock()
         phase = "warm-up" if now < begin else "measuring" if now < end else "draining"
         p95 = recorder.take_recent_p95_ms()
         print(f"{now - start:6.0f}s  {phase:9}  sent {recorder.sent:>8,}  answered {recorder.done:>8,}  "

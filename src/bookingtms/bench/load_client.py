@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from bookingtms.bench.report import Recorder
+from bookingtms.bench.report import Recorder, clock
 
 JSON = {"content-type": "application/json"}
 # The address the server is told each request comes from (X-Forwarded-For; the server it starts
@@ -34,7 +34,7 @@ class Answer:
     status: int | None  # None: no answer (timeout, connection error)
     code: str | None    # problem+json `code`, or why there was no answer
     body: Any           # the parsed JSON of a 2xx answer, when asked for (None if it was not JSON)
-    done_at: float      # loop time of the answer
+    done_at: float      # clock() time of the answer
 
     @property
     def outcome(self) -> str:
@@ -47,7 +47,7 @@ class Client:
     def __init__(self, base_url: str, connections: int, timeout: float, recorder: Recorder):
         self.base_url = base_url.rstrip("/")
         self.recorder = recorder
-        # Idle connections are dropped long before the server's keep-alive ends (cli.KEEP_ALIVE_SECONDS),
+        # Idle connections are dropped long before the server's keep-alive ends (BOOKINGTMS_KEEP_ALIVE_SECONDS),
         # so a request never goes out on a connection the server is closing.
         connector = aiohttp.TCPConnector(limit=connections, keepalive_timeout=4, force_close=False)
         self.http = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout),
@@ -68,8 +68,7 @@ class Client:
         answer under contention) are not errors; everything else is. Latency runs from `intended`,
         the time the request was scheduled (or from the actual send, if that was earlier), so waiting
         for a free connection or a client or server falling behind all show."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        started = clock()
         intended = started if intended is None else intended
         begin = min(intended, started)
         if record:
@@ -90,7 +89,7 @@ class Client:
             code = "timeout"
         except aiohttp.ClientError as exc:
             code = type(exc).__name__
-        done = loop.time()
+        done = clock()
         if status is not None:
             if 200 <= status < 300:
                 if want_body and raw:
@@ -113,14 +112,13 @@ class Client:
         """Waits until the server answers /readyz (a database round trip through its pool) quickly
         three times in a row: it may still be working through a previous scenario's backlog.
         False if it never did within `within` s."""
-        loop = asyncio.get_running_loop()
-        deadline, streak = loop.time() + within, 0
+        deadline, streak = clock() + within, 0
         while streak < 3:
-            if loop.time() > deadline:
+            if clock() > deadline:
                 return False
-            began = loop.time()
+            began = clock()
             answered = await self.text("/readyz") is not None
-            streak = streak + 1 if answered and loop.time() - began < quick else 0
+            streak = streak + 1 if answered and clock() - began < quick else 0
             await asyncio.sleep(0.5)
         return True
 

@@ -21,7 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bookingtms.bench.load_client import CLIENT_ADDRESS, FIRST_STAFF_ADDRESS, Client, client_address
-from bookingtms.bench.report import BOOKING
+from bookingtms.bench.report import BOOKING, clock
 
 VENUE = "GET /v1/public/venues/{embed_key}"
 AVAILABILITY = "GET /v1/public/venues/{embed_key}/availability"
@@ -202,10 +202,14 @@ class Mix:
             found.extend(answer.body.get("sessions", []))
 
     def pick_session(self, venue: Venue, sessions: list[dict]) -> tuple[str, int] | None:
-        """An open session with room for a group of the activity's allowed size."""
+        """An open session with room for a group of the activity's allowed size. A session of an
+        activity the venue page did not show (it was not answered) is passed over: a real buyer
+        knows the party sizes from that page."""
         options = []
         for s in sessions:
-            activity = venue.activities.get(s["activity_id"], {})
+            activity = venue.activities.get(s["activity_id"])
+            if activity is None:
+                continue
             low = max(1, activity.get("min_players") or 1)
             high = min(activity.get("max_players") or 4, s["capacity_remaining"], low + 3)
             if high >= low:
@@ -281,9 +285,8 @@ def pick_user(population: list[User], rng: random.Random, tries: int = 8) -> Use
 
 async def drive(mix: Mix, rng: random.Random, rate: float, users: int, start: float, end: float,
                 drain: float) -> None:
-    """Poisson arrivals at `rate` from loop time `start` to `end`, then up to `drain` seconds for the
+    """Poisson arrivals at `rate` from clock() time `start` to `end`, then up to `drain` seconds for the
     answers still outstanding; what is still open then is cut off (the recorder counts it)."""
-    loop = asyncio.get_running_loop()
     population = [User(mix, client_address(i)) for i in range(users)]
     recorder = mix.client.recorder
     tasks: set[asyncio.Task] = set()
@@ -292,12 +295,12 @@ async def drive(mix: Mix, rng: random.Random, rate: float, users: int, start: fl
         t += rng.expovariate(rate)
         if t >= end:
             break
-        delay = t - loop.time()
+        delay = t - clock()
         if delay > 0:
             await asyncio.sleep(delay)
-        recorder.arrived(t, loop.time() - t)
+        recorder.arrived(t, clock() - t)
         pick_user(population, rng).arrive(t, tasks)
     if tasks:
-        await asyncio.wait(set(tasks), timeout=max(0.0, end + drain - loop.time()))
+        await asyncio.wait(set(tasks), timeout=max(0.0, end + drain - clock()))
     for task in list(tasks):
         task.cancel()
