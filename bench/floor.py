@@ -52,11 +52,15 @@ def processes() -> dict[int, tuple[int, float, float]]:
 
 
 def tree(found: dict, root: int) -> set[int]:
-    members, grew = {root}, True
-    while grew:
-        more = {pid for pid, (parent, *_) in found.items() if parent in members} - members
-        members |= more
-        grew = bool(more)
+    """`root` and its descendants among `found`."""
+    children: dict[int, list[int]] = {}
+    for pid, (parent, *_) in found.items():
+        children.setdefault(parent, []).append(pid)
+    members, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        members.add(pid)
+        todo.extend(children.get(pid, ()))
     return members & found.keys()
 
 
@@ -65,14 +69,13 @@ def embedded_servers(server_pid: int, data_dir: Path) -> dict[str, int]:
     the server that started them). Redis's pid file lies beside its socket, whose URL the server
     hands its workers in their environment."""
     postmaster = int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])
-    for pid in tree(processes(), server_pid) - {server_pid}:
-        environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        for entry in environment:
-            if entry.startswith(b"REDIS_URL=unix://"):
-                socket = Path(entry.split(b"unix://", 1)[1].decode())
-                return {"workers": server_pid, "postgres": postmaster,
-                        "redis": int((socket.parent / "redis.pid").read_text())}
-    sys.exit("no worker of the server names an embedded Redis in its environment")
+    urls = [entry for pid in tree(processes(), server_pid) - {server_pid}
+            for entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            if entry.startswith(b"REDIS_URL=unix://")]
+    if not urls:
+        sys.exit("no worker of the server names an embedded Redis in its environment")
+    socket = Path(urls[0].split(b"unix://", 1)[1].decode())
+    return {"workers": server_pid, "postgres": postmaster, "redis": int((socket.parent / "redis.pid").read_text())}
 
 
 def cpu_seconds_by_group(roots: dict[str, int]) -> dict[str, float]:
